@@ -1,0 +1,338 @@
+"""Transport: connection pools, timeouts and the one retry loop.
+
+This is the only module (with ``response.py``) that touches urllib3, and the only place where
+urllib3 and socket exceptions become :mod:`s3func.errors` exceptions.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import IO, Any, cast
+
+import urllib3
+from urllib3 import exceptions as u3e
+
+from .errors import (
+    ConfigurationError,
+    ConnectError,
+    IncompleteBodyError,
+    PoolTimeoutError,
+    S3FuncError,
+    TransportError,
+    TransportTimeout,
+)
+from .retry import RetryPolicy
+
+__all__ = ["Body", "HTTPResponse", "Request", "Transport", "translate_exception"]
+
+log = logging.getLogger("s3func")
+
+HTTPResponse = urllib3.HTTPResponse
+Body = bytes | IO[bytes] | Iterable[bytes] | None
+_SEND_BLOCKSIZE = 1 << 20
+
+
+class Request:
+    """One attempt of an HTTP request, ready to send (path already encoded and signed)."""
+
+    __slots__ = ("body", "chunked", "headers", "host", "method", "path", "port", "scheme")
+
+    def __init__(
+        self,
+        method: str,
+        scheme: str,
+        host: str,
+        port: int,
+        path: str,
+        headers: dict[str, str],
+        body: Body = None,
+        *,
+        chunked: bool = False,
+    ) -> None:
+        self.method = method
+        self.scheme = scheme
+        self.host = host
+        self.port = port
+        self.path = path
+        self.headers = headers
+        self.body = body
+        self.chunked = chunked
+
+    @property
+    def url(self) -> str:
+        """The URL without its query string (safe to show: no signature in it)."""
+        return f"{self.scheme}://{self.host}:{self.port}{self.path.split('?', 1)[0]}"
+
+
+def translate_exception(exc: BaseException, *, method: str | None, url: str | None) -> S3FuncError:
+    """Map a urllib3 or socket exception to the matching :class:`TransportError`."""
+    reason: BaseException = exc
+    if isinstance(exc, u3e.MaxRetryError) and exc.reason is not None:
+        reason = exc.reason
+    where = f"{method} {url}" if method else (url or "request")
+    cls: type[TransportError]
+    if isinstance(reason, u3e.EmptyPoolError):
+        return PoolTimeoutError(
+            f"{where}: no free connection in the pool within the pool timeout "
+            "(are streamed responses being left open? close them or use `with`)",
+            method=method,
+            url=url,
+        )
+    if isinstance(reason, u3e.ConnectTimeoutError):
+        cls, what = TransportTimeout, "connect timeout"
+    elif isinstance(reason, (u3e.ReadTimeoutError, TimeoutError)):
+        cls, what = TransportTimeout, "read timeout"
+    elif isinstance(
+        reason, (u3e.NewConnectionError, u3e.NameResolutionError, ConnectionRefusedError)
+    ):
+        cls, what = ConnectError, "could not connect"
+    elif isinstance(reason, u3e.SSLError):
+        cls, what = ConnectError, "TLS error"
+    elif isinstance(reason, (u3e.IncompleteRead, u3e.ProtocolError)):
+        cls, what = IncompleteBodyError, "connection broken"
+    else:
+        cls, what = TransportError, "transport error"
+    detail = type(reason).__name__
+    text = str(reason).strip()
+    if text:
+        detail = f"{detail}: {text}"
+    return cls(f"{where}: {what} ({detail})", method=method, url=url)
+
+
+def _rewind(body: Any, pos: int | None) -> bool:
+    """Rewind a file-like body to ``pos``; False when it cannot be rewound."""
+    if body is None or isinstance(body, (bytes, bytearray, memoryview)):
+        return True
+    if pos is None:
+        return False
+    try:
+        body.seek(pos)
+    except (AttributeError, OSError, ValueError):
+        return False
+    return True
+
+
+def _tell(body: Any) -> int | None:
+    if body is None or isinstance(body, (bytes, bytearray, memoryview)):
+        return 0
+    try:
+        if not body.seekable():
+            return None
+        return int(body.tell())
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+ErrorFactory = Callable[[Request, "urllib3.HTTPResponse", bytes], "S3FuncError | None"]
+
+
+class Transport:
+    """Connection pools (one per endpoint) plus the retry loop shared by every session.
+
+    Args:
+        connect_timeout: Seconds to wait for a TCP/TLS connection.
+        read_timeout: Seconds a read may stay idle (never a total deadline).
+        max_connections: Connections kept per endpoint.
+        pool_timeout: Seconds to wait for a free connection before raising
+            :class:`~s3func.errors.PoolTimeoutError`.
+        retry: The retry policy.
+        ca_bundle: A CA bundle path; default ``SSL_CERT_FILE`` or certifi's bundle.
+        verify_tls: Turn off to accept any certificate (never do this in production).
+    """
+
+    def __init__(
+        self,
+        *,
+        connect_timeout: float = 10.0,
+        read_timeout: float = 60.0,
+        max_connections: int = 16,
+        pool_timeout: float = 60.0,
+        retry: RetryPolicy | None = None,
+        ca_bundle: str | None = None,
+        verify_tls: bool = True,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if connect_timeout <= 0 or read_timeout <= 0 or pool_timeout < 0:
+            raise ConfigurationError("timeouts must be positive numbers of seconds")
+        if max_connections < 1:
+            raise ConfigurationError("max_connections must be at least 1")
+        self.connect_timeout = connect_timeout
+        self.read_timeout = read_timeout
+        self.max_connections = max_connections
+        self.pool_timeout = pool_timeout
+        self.retry = retry if retry is not None else RetryPolicy()
+        self._ca_bundle = ca_bundle
+        self._verify_tls = verify_tls
+        self._sleep = sleep
+        self._timeout = urllib3.Timeout(connect=connect_timeout, read=read_timeout)
+        self._pools: dict[tuple[str, str, int], urllib3.HTTPConnectionPool] = {}
+        self._lock = threading.Lock()
+        self._pid = os.getpid()
+
+    def timeout(self, read: float | None = None) -> urllib3.Timeout:
+        """Return the urllib3 timeout, optionally with another read timeout."""
+        if read is None:
+            return self._timeout
+        return urllib3.Timeout(connect=self.connect_timeout, read=read)
+
+    def pool(self, scheme: str, host: str, port: int) -> urllib3.HTTPConnectionPool:
+        """Return the connection pool of one endpoint (created on first use, rebuilt after fork)."""
+        key = (scheme, host, port)
+        if self._pid != os.getpid():
+            with self._lock:
+                if self._pid != os.getpid():
+                    self._pools = {}
+                    self._pid = os.getpid()
+        pool = self._pools.get(key)
+        if pool is not None:
+            return pool
+        with self._lock:
+            pool = self._pools.get(key)
+            if pool is None:
+                pool = self._new_pool(scheme, host, port)
+                self._pools[key] = pool
+        return pool
+
+    def _new_pool(self, scheme: str, host: str, port: int) -> urllib3.HTTPConnectionPool:
+        common: dict[str, Any] = {
+            "maxsize": self.max_connections,
+            "block": True,
+            "timeout": self._timeout,
+            "retries": False,
+            "blocksize": _SEND_BLOCKSIZE,
+        }
+        if scheme == "https":
+            if self._verify_tls:
+                ca = self._ca_bundle or os.environ.get("SSL_CERT_FILE")
+                if not ca:
+                    import certifi
+
+                    ca = certifi.where()
+                return urllib3.HTTPSConnectionPool(
+                    host, port, cert_reqs="CERT_REQUIRED", ca_certs=ca, **common
+                )
+            return urllib3.HTTPSConnectionPool(host, port, cert_reqs="CERT_NONE", **common)
+        if scheme != "http":
+            raise ConfigurationError(f"unsupported URL scheme {scheme!r} (use http or https)")
+        return urllib3.HTTPConnectionPool(host, port, **common)
+
+    def open(self, req: Request, *, read_timeout: float | None = None) -> urllib3.HTTPResponse:
+        """Send one attempt and return the unread response (no retries, errors translated)."""
+        pool = self.pool(req.scheme, req.host, req.port)
+        try:
+            resp = pool.urlopen(
+                req.method,
+                req.path,
+                body=req.body,
+                headers=req.headers,
+                retries=False,
+                redirect=False,
+                assert_same_host=False,
+                timeout=self.timeout(read_timeout),
+                pool_timeout=self.pool_timeout,  # type: ignore[arg-type]  # a float works
+                preload_content=False,
+                decode_content=False,
+                chunked=req.chunked,
+            )
+        except (u3e.HTTPError, OSError) as exc:
+            raise translate_exception(exc, method=req.method, url=req.url) from exc
+        return cast(urllib3.HTTPResponse, resp)
+
+    def send(
+        self,
+        prepare: Callable[[int], Request],
+        *,
+        error: ErrorFactory,
+        idempotent: bool = True,
+        stream: bool = False,
+        check_ok: bool = False,
+        read_timeout: float | None = None,
+    ) -> urllib3.HTTPResponse:
+        """Send a request with retries and return its response.
+
+        Args:
+            prepare: Builds the request for attempt ``n`` (1-based): it signs it afresh.
+            error: Maps an error response (and its body) to an exception, or returns
+                ``None`` when a response that looked like an error is fine.
+            idempotent: Whether a request that may have reached the server can be repeated.
+                Connect failures are retried either way; read timeouts and broken
+                connections only when this is true.
+            stream: Return a successful response unread (the caller must release it).
+                Otherwise the body is read and available as ``resp.data``.
+            check_ok: Also pass successful (2xx) bodies to ``error``, for operations that
+                can answer 200 with an error document.
+            read_timeout: Overrides the transport's read timeout for this request.
+
+        Raises:
+            S3FuncError: the mapped error once retries are exhausted or not allowed.
+        """
+        policy = self.retry
+        attempt = 0
+        start_pos: int | None = None
+        last: S3FuncError | None = None
+        while True:
+            attempt += 1
+            req = prepare(attempt)
+            if attempt == 1:
+                start_pos = _tell(req.body)
+            elif last is not None and not _rewind(req.body, start_pos):
+                raise last
+            try:
+                resp = self.open(req, read_timeout=read_timeout)
+                status = resp.status
+                if 200 <= status < 300 and not check_ok:
+                    if not stream:
+                        self._read_all(resp, req)
+                    return resp
+                data = self._read_all(resp, req)
+                exc = error(req, resp, data)
+                if exc is None:
+                    return resp
+            except (ConnectError, PoolTimeoutError) as caught:
+                exc = caught
+            except TransportError as caught:
+                exc = caught
+                if not idempotent:
+                    exc.retryable = False
+            exc.attempts = attempt
+            if not exc.retryable or attempt >= policy.max_attempts:
+                raise exc
+            delay = policy.delay(attempt, exc.retry_after)
+            log.info(
+                "retrying %s %s after %s (attempt %d of %d, sleeping %.2fs)",
+                req.method,
+                req.url,
+                type(exc).__name__ + (f" {exc.code}" if exc.code else ""),
+                attempt,
+                policy.max_attempts,
+                delay,
+            )
+            last = exc
+            if delay > 0:
+                self._sleep(delay)
+
+    @staticmethod
+    def _read_all(resp: urllib3.HTTPResponse, req: Request) -> bytes:
+        try:
+            data = resp.read(cache_content=True)
+        except (u3e.HTTPError, OSError) as exc:
+            resp.release_conn()
+            raise translate_exception(exc, method=req.method, url=req.url) from exc
+        resp.release_conn()  # urllib3 already raised if the body was shorter than announced
+        return data
+
+    def close(self) -> None:
+        """Close every pooled connection."""
+        with self._lock:
+            pools, self._pools = self._pools, {}
+        for pool in pools.values():
+            pool.close()
+
+
+def header_items(headers: Mapping[str, str]) -> dict[str, str]:
+    """Copy response headers into a plain dict with lower-case names."""
+    return {k.lower(): v for k, v in headers.items()}
