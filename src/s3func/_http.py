@@ -82,14 +82,13 @@ def translate_exception(exc: BaseException, *, method: str | None, url: str | No
             method=method,
             url=url,
         )
-    if isinstance(reason, u3e.ConnectTimeoutError):
+    # NewConnectionError subclasses ConnectTimeoutError in urllib3 2: test it first.
+    if isinstance(reason, (u3e.NewConnectionError, u3e.NameResolutionError, ConnectionError)):
+        cls, what = ConnectError, "could not connect"
+    elif isinstance(reason, u3e.ConnectTimeoutError):
         cls, what = TransportTimeout, "connect timeout"
     elif isinstance(reason, (u3e.ReadTimeoutError, TimeoutError)):
         cls, what = TransportTimeout, "read timeout"
-    elif isinstance(
-        reason, (u3e.NewConnectionError, u3e.NameResolutionError, ConnectionRefusedError)
-    ):
-        cls, what = ConnectError, "could not connect"
     elif isinstance(reason, u3e.SSLError):
         cls, what = ConnectError, "TLS error"
     elif isinstance(reason, (u3e.IncompleteRead, u3e.ProtocolError)):

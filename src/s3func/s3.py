@@ -8,16 +8,16 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import io
 import re
 import time
 from collections.abc import Iterator, Mapping
-from typing import IO, TYPE_CHECKING, Any, Literal
-from urllib.parse import unquote
+from typing import IO, TYPE_CHECKING, Any, Literal, cast
+from urllib.parse import unquote_plus
 
-from . import _sigv4
+from . import _sigv4, _transfer
 from ._config import resolve_s3_config, validate_endpoint_url
 from ._http import Request
+from ._transfer import PartReader
 from .errors import (
     AccessDeniedError,
     AuthenticationError,
@@ -32,7 +32,8 @@ from .errors import (
     error_for_status,
 )
 from .models import ListResult, ObjectInfo, Response, parse_http_date
-from .response import ObjectResponse
+from .progress import ProgressLike, make_tracker
+from .response import SHA256_METADATA, ObjectResponse
 from .retry import RetryPolicy, parse_retry_after
 from .session import BaseSession, Data, check_key, check_metadata
 
@@ -63,6 +64,8 @@ _RETRY_CODES = frozenset({"RequestTimeout", "InternalError", "ServiceUnavailable
 _DNS_BUCKET = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
 _MULTIPART_ETAG = re.compile(r"-\d+$")
 _MAX_EXPIRES = 7 * 24 * 3600
+_SMALL_BODY = 1 << 20  # bodies up to this size are sent as bytes, in one sendall()
+_TAG_SEP = "\x00"  # separates the ETag from the part checksum in a part tag
 
 
 def _xml(data: bytes) -> Any:
@@ -91,7 +94,9 @@ def _text(elem: Any, name: str) -> str | None:
 
 
 def _encode_meta_value(value: str) -> str:
-    if value.isascii():
+    # HTTP cannot carry non-ASCII or edge whitespace in a header value: use an RFC 2047
+    # encoded word (AWS decodes these itself; we decode them on read everywhere).
+    if value.isascii() and value == value.strip() and not value.startswith("=?"):
         return value
     return "=?UTF-8?B?" + base64.b64encode(value.encode("utf-8")).decode("ascii") + "?="
 
@@ -131,6 +136,19 @@ def _content_md5(data: bytes) -> str:
     return base64.b64encode(hashlib.md5(data).digest()).decode("ascii")  # noqa: S324
 
 
+def _multipart_etag(etags: list[str]) -> str:
+    """The ETag S3 gives a multipart object: MD5 of the parts' binary MD5s, ``-N``."""
+    joined = b"".join(bytes.fromhex(e) for e in etags if len(e) == 32)
+    return hashlib.md5(joined).hexdigest() + f"-{len(etags)}"  # noqa: S324
+
+
+def _transfer_seekable(f: Any) -> bool:
+    try:
+        return bool(f.seekable())
+    except (AttributeError, OSError, ValueError):
+        return False
+
+
 def _xml_escape(text: str) -> str:
     return (
         text.replace("&", "&amp;")
@@ -165,6 +183,10 @@ class S3Session(BaseSession):
             with DNS-compatible bucket names, path-style for everything else).
         payload_signing: ``"auto"`` (sign the payload hash over HTTP, ``UNSIGNED-PAYLOAD``
             over HTTPS), ``"always"`` or ``"never"``.
+        checksum: A flexible checksum sent with every upload (``x-amz-checksum-*``,
+            verified by the server): ``"crc32"``, ``"sha256"``, ``None`` (none), or
+            ``"auto"``: CRC32 on AWS endpoints, none elsewhere (many S3-compatible servers
+            reject these headers).
         connect_timeout: Seconds to wait for a connection.
         read_timeout: Seconds a read may stay idle (there is no total deadline).
         max_connections: Pooled connections per endpoint.
@@ -191,6 +213,7 @@ class S3Session(BaseSession):
         profile: str | None = None,
         addressing_style: Literal["auto", "path", "virtual"] | None = None,
         payload_signing: Literal["auto", "always", "never"] = "auto",
+        checksum: Literal["auto", "crc32", "sha256"] | None = "auto",
         connect_timeout: float = 10.0,
         read_timeout: float = 60.0,
         max_connections: int = 16,
@@ -243,6 +266,13 @@ class S3Session(BaseSession):
         self._sign_payload = payload_signing == "always" or (
             payload_signing == "auto" and scheme == "http"
         )
+        if checksum not in ("auto", "crc32", "sha256", None):
+            raise ConfigurationError("checksum must be 'auto', 'crc32', 'sha256' or None")
+        self._checksum: str | None = ("crc32" if aws else None) if checksum == "auto" else checksum
+        part_digests = ["sha256"] if self._sign_payload else []
+        if self._checksum and self._checksum not in part_digests:
+            part_digests.append(self._checksum)
+        self._part_digests = tuple(part_digests)
         self.addressing_style = style
         default_port = 443 if scheme == "https" else 80
         self._service_host = host if port == default_port else f"{host}:{port}"
@@ -462,37 +492,110 @@ class S3Session(BaseSession):
         content_type: str | None = None,
         if_match: str | None = None,
         if_none_match: str | None = None,
+        progress: ProgressLike = None,
+        content_sha256: bool = False,
     ) -> Response:
         """Store ``data`` under ``key``.
 
+        Bodies larger than :attr:`multipart_threshold`, and streams that turn out longer
+        than one part, go up as a multipart upload with parts sent in parallel (see
+        ``upload_file``); such objects always get the ``s3func-sha256`` user metadata (the
+        hex SHA-256 of the content). Conditional writes stay single PUTs (up to 5 GiB).
+
         Args:
             key: The object key, sent exactly as given.
-            data: ``bytes`` (or ``str``, encoded as UTF-8) or a binary file object; files
-                are streamed from their current position, non-seekable ones too.
+            data: ``bytes`` (or ``str``, encoded as UTF-8), a binary file object (read from
+                its current position; seekable files by offset, never whole into memory;
+                non-seekable ones one part at a time) or an iterable of ``bytes``.
             metadata: User metadata (names are case-insensitive; at most 2 KB in all).
             content_type: The content type to store.
             if_match: Only overwrite when the current ETag matches (compare-and-swap).
             if_none_match: ``"*"``: only create, never overwrite.
+            progress: ``progress(done, total)`` callable, or ``True`` for a terminal bar.
+            content_sha256: Store ``s3func-sha256`` for a single-part upload too (one
+                extra hashing pass over the body; multipart uploads always store it).
 
         Returns:
             The response, with ``etag`` and ``version_id``.
 
         Raises:
             PreconditionFailedError: a condition did not hold.
-            ConfigurationError: invalid key or metadata (raised before any request).
+            ConfigurationError: invalid key or metadata (raised before any request), or a
+                conditional write over 5 GiB.
         """
         check_key(key)
         headers = self._put_headers(metadata, content_type)
         self._conditions(headers, if_match, if_none_match)
-        body, size = self._body(data)
+        if isinstance(data, PartReader):
+            return self._put_single(key, data, data.size, headers)
+        if (
+            isinstance(data, (bytes, str))
+            and len(data) <= _SMALL_BODY
+            and progress is None
+            and not content_sha256
+        ):
+            body = data.encode("utf-8") if isinstance(data, str) else data
+            return self._put_single(key, body, len(body), headers)
+        source = _transfer.as_source(data)
+        try:
+            conditional = if_match is not None or if_none_match is not None
+            if not conditional and (source.size is None or source.size > self.multipart_threshold):
+                return _transfer.put_large(
+                    self,
+                    key,
+                    source,
+                    metadata=metadata,
+                    content_type=content_type,
+                    progress=progress,
+                )
+            if source.size is None:
+                whole = source.read_part(_transfer.MAX_COPY_SIZE + 1)
+                source.close()
+                source = _transfer.as_source(whole)
+            size = source.size
+            assert size is not None
+            if size > _transfer.MAX_COPY_SIZE:
+                raise ConfigurationError(
+                    f"put_object {key!r}: a conditional write is one PUT, at most 5 GiB; "
+                    f"this body has {size} bytes"
+                )
+            digests: dict[str, str] = {}
+            if content_sha256:
+                sha256, _ = _transfer._prepass(source, size, max(size, 1), (), True)
+                assert sha256 is not None
+                digests["sha256"] = sha256
+                headers[_META + SHA256_METADATA] = sha256
+            tracker, done = make_tracker(progress, size, desc=key)
+            try:
+                reader = source.reader(0, size, digests=digests, meter=tracker.meter())
+                resp = self._put_single(key, reader, size, headers)
+                reader.finished()
+            finally:
+                done()
+            return resp
+        finally:
+            source.close()
+
+    def _put_single(
+        self,
+        key: str,
+        body: bytes | PartReader,
+        size: int,
+        headers: dict[str, str],
+    ) -> Response:
         headers["content-length"] = str(size)
-        payload_hash = None
-        if not isinstance(body, bytes) and self._sign_payload:
-            payload_hash = _hash_file(body)
+        payload, payload_hash = self._payload(body, size, headers)
         resp = self._request(
-            "PUT", key, headers=headers, body=body, payload_hash=payload_hash, operation="PutObject"
+            "PUT",
+            key,
+            headers=headers,
+            body=payload,
+            payload_hash=payload_hash,
+            operation="PutObject",
         )
-        return self._response(resp, key)
+        out = self._response(resp, key)
+        out.content_length = size
+        return out
 
     def _put_headers(
         self, metadata: Mapping[str, str] | None, content_type: str | None
@@ -503,36 +606,6 @@ class S3Session(BaseSession):
         if content_type:
             headers["content-type"] = content_type
         return headers
-
-    @staticmethod
-    def _body(data: Data) -> tuple[bytes | IO[bytes], int]:
-        if isinstance(data, str):
-            data = data.encode("utf-8")
-        if isinstance(data, (bytearray, memoryview)):
-            data = bytes(data)
-        if isinstance(data, bytes):
-            return data, len(data)
-        if hasattr(data, "read"):
-            f: Any = data
-            try:
-                seekable = f.seekable()
-            except (AttributeError, OSError, ValueError):
-                seekable = False
-            if seekable:
-                start = f.tell()
-                end = f.seek(0, io.SEEK_END)
-                f.seek(start)
-                return f, end - start
-            whole = b"".join(iter(lambda: f.read(1 << 20), b""))
-            return whole, len(whole)
-        try:
-            chunks = list(data)
-        except TypeError as exc:
-            raise ConfigurationError(
-                f"put_object data must be bytes, str or a binary file, not {type(data).__name__}"
-            ) from exc
-        joined = b"".join(bytes(c) for c in chunks)
-        return joined, len(joined)
 
     def get_object(
         self,
@@ -594,10 +667,11 @@ class S3Session(BaseSession):
             total = content_range.rsplit("/", 1)[1]
             object_size = int(total) if total.isdigit() else None
         checksums: dict[str, str] = {}
-        whole = resp.status == 200
         sse = h.get("x-amz-server-side-encryption")
-        if whole and etag and len(etag) == 32 and sse in (None, "AES256"):
-            checksums["md5"] = etag  # a single-part ETag is the MD5 of the content
+        if etag and len(etag) == 32 and sse in (None, "AES256"):
+            # A single-part ETag is the MD5 of the whole content (ObjectResponse checks it
+            # only when the whole object is read; download_file uses it for ranges too).
+            checksums["md5"] = etag
         pinned = dict(headers)
         pinned.pop("if-none-match", None)
         if etag:
@@ -761,6 +835,235 @@ class S3Session(BaseSession):
         out.etag = etag or out.etag
         return out
 
+    # -- multipart uploads (driven by _transfer.py) --------------------------------------
+
+    def _payload(
+        self,
+        body: bytes | bytearray | memoryview | IO[bytes] | PartReader,
+        size: int,
+        headers: dict[str, str],
+    ) -> tuple[bytes | IO[bytes], str | None]:
+        """Prepare an upload body: the payload hash to sign and the checksum header.
+
+        Bodies over 1 MiB are sent as file objects in 1 MiB blocks (one ``sendall`` per
+        block, so the write timeout is per block, not per body). Digests already computed
+        by the transfer engine's pre-pass (``PartReader.digests``) are reused.
+        """
+        reader: PartReader | None
+        if isinstance(body, PartReader):
+            reader = body
+        elif isinstance(body, (bytes, bytearray, memoryview)):
+            view = memoryview(body).cast("B")
+            if len(view) <= _SMALL_BODY and not self._checksum:
+                data = bytes(view)
+                payload = hashlib.sha256(data).hexdigest() if self._sign_payload else None
+                return data, payload
+            reader = PartReader.from_view(view)
+        else:
+            reader = None
+        if reader is None:
+            f = cast(IO[bytes], body)
+            if not _transfer_seekable(f):
+                data = f.read(size)
+                return self._payload(data, len(data), headers)
+            payload_hash = _hash_file(f) if self._sign_payload else None
+            return f, payload_hash
+        payload_hash = reader.hexdigest("sha256") if self._sign_payload else None
+        if self._checksum:
+            value = base64.b64encode(reader.digest(self._checksum)).decode("ascii")
+            headers[f"x-amz-checksum-{self._checksum}"] = value
+            headers["x-amz-sdk-checksum-algorithm"] = self._checksum.upper()
+        return cast(IO[bytes], reader), payload_hash
+
+    def _mpu_create(
+        self, key: str, *, metadata: Mapping[str, str], content_type: str | None
+    ) -> str:
+        """Start a multipart upload (CreateMultipartUpload) and return its upload id."""
+        check_key(key)
+        headers = self._put_headers(metadata, content_type)
+        if self._checksum:
+            headers["x-amz-checksum-algorithm"] = self._checksum.upper()
+        resp = self._request(
+            "POST",
+            key,
+            query=[("uploads", "")],
+            headers=headers,
+            operation="CreateMultipartUpload",
+            idempotent=False,
+        )
+        root = _xml(resp.data)
+        upload_id = _text(root, "UploadId") if root is not None else None
+        if not upload_id:
+            raise ServerError(
+                f"CreateMultipartUpload {self.bucket}/{key}: no UploadId in the answer",
+                provider="s3",
+                operation="CreateMultipartUpload",
+                bucket=self.bucket,
+                key=key,
+            )
+        return upload_id
+
+    def _mpu_upload_part(
+        self,
+        key: str,
+        upload_id: str,
+        part_number: int,
+        body: bytes | memoryview | IO[bytes],
+        size: int,
+    ) -> str:
+        """Upload one part (UploadPart) and return its tag: the ETag (and checksum)."""
+        headers = {"content-length": str(size)}
+        payload, payload_hash = self._payload(body, size, headers)
+        resp = self._request(
+            "PUT",
+            key,
+            query=[("partNumber", str(part_number)), ("uploadId", upload_id)],
+            headers=headers,
+            body=payload,
+            payload_hash=payload_hash,
+            operation="UploadPart",
+        )
+        etag = _etag(resp.headers.get("etag"))
+        if not etag:
+            raise ServerError(
+                f"UploadPart {self.bucket}/{key}: part {part_number} was answered without an ETag",
+                provider="s3",
+                operation="UploadPart",
+                bucket=self.bucket,
+                key=key,
+            )
+        if self._checksum:
+            checksum = headers[f"x-amz-checksum-{self._checksum}"]
+            return f"{etag}{_TAG_SEP}{checksum}"
+        return etag
+
+    def _mpu_complete(self, key: str, upload_id: str, parts: list[tuple[int, str]]) -> Response:
+        """Assemble the object (CompleteMultipartUpload).
+
+        A 200 answer that carries an ``<Error>`` is an error (retried). When a retry finds
+        the upload gone (``NoSuchUpload``) because the first attempt did complete and only
+        its answer was lost, the object's ETag is compared with the one these parts give.
+        """
+        items = []
+        etags = []
+        for number, tag in sorted(parts):
+            etag, _, checksum = tag.partition(_TAG_SEP)
+            etags.append(etag)
+            extra = ""
+            if checksum and self._checksum:
+                name = "Checksum" + self._checksum.upper()
+                extra = f"<{name}>{checksum}</{name}>"
+            items.append(
+                f"<Part><PartNumber>{number}</PartNumber><ETag>{_xml_escape(_quote_etag(etag))}"
+                f"</ETag>{extra}</Part>"
+            )
+        body = (
+            '<CompleteMultipartUpload xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
+            + "".join(items)
+            + "</CompleteMultipartUpload>"
+        ).encode()
+        try:
+            resp = self._request(
+                "POST",
+                key,
+                query=[("uploadId", upload_id)],
+                body=body,
+                headers={"content-type": "application/xml"},
+                operation="CompleteMultipartUpload",
+                check_ok=True,
+            )
+        except NotFoundError as exc:
+            if exc.code != "NoSuchUpload" or not exc.attempts or exc.attempts < 2:
+                raise
+            expected = _multipart_etag(etags)
+            try:
+                head = self.head_object(key)
+            except NotFoundError:
+                raise exc from None
+            if head.etag != expected:
+                raise
+            return head
+        root = _xml(resp.data)
+        out = self._response(resp, key)
+        if root is not None:
+            out.etag = _etag(_text(root, "ETag")) or out.etag
+        return out
+
+    def _mpu_abort(self, key: str, upload_id: str) -> None:
+        """Abort a multipart upload (AbortMultipartUpload); a missing upload is fine."""
+        try:
+            self._request(
+                "DELETE",
+                key,
+                query=[("uploadId", upload_id)],
+                operation="AbortMultipartUpload",
+            )
+        except NotFoundError:
+            return
+
+    def list_multipart_uploads(self, *, prefix: str = "") -> list[tuple[str, str]]:
+        """Return the unfinished multipart uploads as ``(key, upload_id)`` pairs.
+
+        Uploads that were neither completed nor aborted keep their parts stored (and billed);
+        abort them with :meth:`abort_multipart_upload`.
+        """
+        out: list[tuple[str, str]] = []
+        key_marker: str | None = None
+        upload_marker: str | None = None
+        while True:
+            query = [("uploads", ""), ("encoding-type", "url")]
+            if prefix:
+                query.append(("prefix", prefix))
+            if key_marker:
+                query.append(("key-marker", key_marker))
+                if upload_marker:
+                    query.append(("upload-id-marker", upload_marker))
+            resp = self._request("GET", None, query=query, operation="ListMultipartUploads")
+            root = _xml(resp.data)
+            if root is None:
+                return out
+            url_encoded = (_text(root, "EncodingType") or "") == "url"
+            decode = unquote_plus if url_encoded else (lambda v: v)
+            for name, elem in _children(root):
+                if name == "Upload":
+                    out.append((decode(_text(elem, "Key") or ""), _text(elem, "UploadId") or ""))
+            truncated = (_text(root, "IsTruncated") or "").strip().lower() == "true"
+            next_key = _text(root, "NextKeyMarker")
+            next_upload = _text(root, "NextUploadIdMarker")
+            stuck = (next_key, next_upload) == (key_marker, upload_marker)
+            if not truncated or not next_key or stuck:
+                return out
+            key_marker, upload_marker = decode(next_key), next_upload
+
+    def abort_multipart_upload(self, key: str, upload_id: str) -> None:
+        """Abort one unfinished multipart upload, deleting its parts."""
+        check_key(key)
+        self._mpu_abort(key, upload_id)
+
+    def _store_sha256(
+        self, key: str, completed: Response, metadata: Mapping[str, str], content_type: str | None
+    ) -> Response:
+        """Copy the new object onto itself with ``s3func-sha256`` added to its metadata.
+
+        The copy is conditional on the ETag the upload produced
+        (``x-amz-copy-source-if-match``), so another writer's object is never stamped
+        with our hash.
+        """
+        source = f"/{_sigv4.quote_path(self.bucket)}/{_sigv4.quote_path(key)}"
+        if completed.version_id and completed.version_id != "null":
+            source += "?versionId=" + _sigv4.quote_component(completed.version_id)
+        headers = {"x-amz-copy-source": source, "x-amz-metadata-directive": "REPLACE"}
+        headers.update(self._put_headers(metadata, content_type))
+        if completed.etag:
+            headers["x-amz-copy-source-if-match"] = _quote_etag(completed.etag)
+        resp = self._request("PUT", key, headers=headers, operation="CopyObject", check_ok=True)
+        root = _xml(resp.data)
+        out = self._response(resp, key)
+        if root is not None:
+            out.etag = _etag(_text(root, "ETag")) or out.etag
+        out.metadata = dict(metadata)
+        return out
+
     # -- listings ------------------------------------------------------------------------
 
     def list_objects(
@@ -838,7 +1141,7 @@ class S3Session(BaseSession):
         for name, elem in _children(root):
             if name == "EncodingType":
                 url_encoded = (elem.text or "") == "url"
-        decode = unquote if url_encoded else (lambda s: s)
+        decode = unquote_plus if url_encoded else (lambda s: s)
         for name, elem in _children(root):
             if name == "Contents":
                 key = size = etag = modified = storage = None
@@ -933,7 +1236,7 @@ class S3Session(BaseSession):
                 bucket=self.bucket,
             )
         url_encoded = (_text(root, "EncodingType") or "") == "url"
-        decode = unquote if url_encoded else (lambda s: s)
+        decode = unquote_plus if url_encoded else (lambda s: s)
         objects: list[ObjectInfo] = []
         prefixes: list[str] = []
         truncated = False
