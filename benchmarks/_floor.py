@@ -62,3 +62,12 @@ class Floor:
         resp = self.pool.urlopen(method, target, body=body or None, headers=headers)
         assert resp.status < 300, (resp.status, resp.data[:200])
         return resp
+
+    def list_keys(self, prefix: str) -> list[str]:
+        """One ListObjectsV2 page: keys only, parsed with ElementTree."""
+        from xml.etree import ElementTree
+
+        data = self.request("GET", "", f"list-type=2&prefix={quote(prefix, safe='')}").data
+        ns = "{http://s3.amazonaws.com/doc/2006-03-01/}"
+        root = ElementTree.fromstring(data)
+        return [el.text or "" for el in root.iter(f"{ns}Key")]

@@ -148,7 +148,7 @@ def small_requests(server: Any, n: int) -> dict[str, dict[str, float]]:
         "boto3": lambda i: [
             o["Key"] for o in boto.list_objects_v2(Bucket=bucket, Prefix="list/")["Contents"]
         ],
-        "floor (urllib3)": lambda i: floor.request("GET", "", "list-type=2&prefix=list%2F").data,
+        "floor (urllib3)": lambda i: floor.list_keys("list/"),
     }
     if mini is not None:
         lists["minio"] = lambda i: [
