@@ -377,6 +377,9 @@ class SeaweedFS:
             f"-s3.config={self._identity_path}",
             "-webdav=false",
             "-admin.ui=false",
+            # Every bucket gets its own volume; the automatic cap (from free disk space) is
+            # reached after a few dozen buckets, and test suites use a bucket per test.
+            "-volume.max=1000",
         ]
         args.extend(f"-{name}={port}" for name, port in ports.items())
         return args
