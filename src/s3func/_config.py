@@ -34,10 +34,10 @@ No secret, session token or ``credential_process`` output ever appears in a mess
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
 from .errors import ConfigurationError
+from .models import FrozenValue
 
 if TYPE_CHECKING:
     import configparser
@@ -74,8 +74,7 @@ _UNSUPPORTED_PROFILE_KEYS = {
 # --------------------------------------------------------------------------- results
 
 
-@dataclass(frozen=True, slots=True)
-class S3Config:
+class S3Config(FrozenValue):
     """Everything needed to sign and address S3 requests.
 
     Usually built by :func:`resolve_s3_config`; constructing it directly validates the values
@@ -94,29 +93,53 @@ class S3Config:
             'work')"`` or ``"config file (profile 'work')"``.
     """
 
+    __slots__ = (
+        "access_key_id",
+        "addressing_style",
+        "endpoint_url",
+        "region",
+        "secret_access_key",
+        "session_token",
+        "source",
+    )
+    _hidden = frozenset({"secret_access_key", "session_token"})
+
     access_key_id: str
-    secret_access_key: str = field(repr=False)
-    session_token: str | None = field(default=None, repr=False)
-    region: str = DEFAULT_REGION
-    endpoint_url: str | None = None
-    addressing_style: AddressingStyle = "auto"
-    source: str = "arguments"
+    secret_access_key: str
+    session_token: str | None
+    region: str
+    endpoint_url: str | None
+    addressing_style: AddressingStyle
+    source: str
 
-    def __post_init__(self) -> None:
-        _check_nonempty(self.access_key_id, "access_key_id")
-        _check_nonempty(self.secret_access_key, "secret_access_key")
-        if self.session_token is not None:
-            _check_nonempty(self.session_token, "session_token")
-        _check_region(self.region, "region")
-        _check_style(self.addressing_style, "addressing_style")
-        if self.endpoint_url is not None:
-            object.__setattr__(
-                self, "endpoint_url", _normalize_endpoint(self.endpoint_url, "endpoint_url")
-            )
+    def __init__(
+        self,
+        access_key_id: str,
+        secret_access_key: str,
+        session_token: str | None = None,
+        region: str = DEFAULT_REGION,
+        endpoint_url: str | None = None,
+        addressing_style: AddressingStyle = "auto",
+        source: str = "arguments",
+    ) -> None:
+        _check_nonempty(access_key_id, "access_key_id")
+        _check_nonempty(secret_access_key, "secret_access_key")
+        if session_token is not None:
+            _check_nonempty(session_token, "session_token")
+        _check_region(region, "region")
+        _check_style(addressing_style, "addressing_style")
+        if endpoint_url is not None:
+            endpoint_url = _normalize_endpoint(endpoint_url, "endpoint_url")
+        self._init_field("access_key_id", access_key_id)
+        self._init_field("secret_access_key", secret_access_key)
+        self._init_field("session_token", session_token)
+        self._init_field("region", region)
+        self._init_field("endpoint_url", endpoint_url)
+        self._init_field("addressing_style", addressing_style)
+        self._init_field("source", source)
 
 
-@dataclass(frozen=True, slots=True)
-class B2Credentials:
+class B2Credentials(FrozenValue):
     """A Backblaze B2 application key.
 
     Attributes:
@@ -125,13 +148,19 @@ class B2Credentials:
         source: ``"arguments"`` or ``"environment"``.
     """
 
-    key_id: str
-    key: str = field(repr=False)
-    source: str = "arguments"
+    __slots__ = ("key", "key_id", "source")
+    _hidden = frozenset({"key"})
 
-    def __post_init__(self) -> None:
-        _check_nonempty(self.key_id, "key_id")
-        _check_nonempty(self.key, "key")
+    key_id: str
+    key: str
+    source: str
+
+    def __init__(self, key_id: str, key: str, source: str = "arguments") -> None:
+        _check_nonempty(key_id, "key_id")
+        _check_nonempty(key, "key")
+        self._init_field("key_id", key_id)
+        self._init_field("key", key)
+        self._init_field("source", source)
 
 
 def describe(config: S3Config | B2Credentials) -> str:

@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import datetime as _dt
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from typing import Any, ClassVar
 
-__all__ = ["ListResult", "ObjectInfo", "Response", "parse_http_date", "parse_iso_date"]
+__all__ = [
+    "FrozenValue",
+    "ListResult",
+    "ObjectInfo",
+    "Response",
+    "parse_http_date",
+    "parse_iso_date",
+]
 
 _UTC = _dt.timezone.utc
 _MONTHS = {
@@ -15,6 +22,57 @@ _MONTHS = {
         ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), 1
     )
 }
+
+
+class FrozenValue:
+    """Base of small immutable value classes (cheaper to import than ``dataclasses``).
+
+    Subclasses list their fields in ``__slots__``, set them in ``__init__`` with
+    :meth:`_init_field`, and name secret fields in ``_hidden`` so ``repr`` leaves them out.
+    Instances compare and hash by value; :meth:`replace` returns a modified copy.
+    """
+
+    __slots__ = ()
+    _hidden: ClassVar[frozenset[str]] = frozenset()
+
+    def _init_field(self, name: str, value: Any) -> None:
+        object.__setattr__(self, name, value)
+
+    def _names(self) -> tuple[str, ...]:
+        names: tuple[str, ...] = type(self).__slots__
+        return names
+
+    def _values(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, name) for name in self._names())
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"{type(self).__name__} is immutable; use replace()")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"{type(self).__name__} is immutable")
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        return self._values() == other._values()
+
+    def __hash__(self) -> int:
+        return hash((type(self).__name__, *self._values()))
+
+    def __repr__(self) -> str:
+        shown = ", ".join(
+            f"{name}={getattr(self, name)!r}" for name in self._names() if name not in self._hidden
+        )
+        return f"{type(self).__name__}({shown})"
+
+    def replace(self, **changes: Any) -> Any:
+        """Return a copy with ``changes`` applied (validated like a new instance)."""
+        values: dict[str, Any] = {name: getattr(self, name) for name in self._names()}
+        unknown = set(changes) - set(values)
+        if unknown:
+            raise TypeError(f"{type(self).__name__} has no field {sorted(unknown)[0]!r}")
+        values.update(changes)
+        return type(self)(**values)
 
 
 def parse_http_date(value: str | None) -> _dt.datetime | None:

@@ -14,9 +14,9 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
 
 from .errors import ConfigurationError
+from .models import FrozenValue
 
 __all__ = [
     "DEFAULT_RETRY_POLICY",
@@ -29,12 +29,10 @@ __all__ = [
 _MAX_EXPONENT = 1000  # 2.0 ** 1000 is finite; larger exponents only matter after the cap
 
 
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
+class RetryPolicy(FrozenValue):
     """How often and how patiently a request is retried.
 
-    Instances are immutable; derive variants with :meth:`with_` (equivalent to
-    :func:`dataclasses.replace`, which works too).
+    Instances are immutable; derive variants with :meth:`with_` (or :meth:`replace`).
 
     Attributes:
         max_attempts: Total tries, including the first (``1`` disables retries).
@@ -48,12 +46,27 @@ class RetryPolicy:
             infinite or not a number.
     """
 
-    max_attempts: int = 5
-    base_delay: float = 0.1
-    max_delay: float = 20.0
-    max_retry_after: float = 60.0
+    __slots__ = ("base_delay", "max_attempts", "max_delay", "max_retry_after")
 
-    def __post_init__(self) -> None:
+    max_attempts: int
+    base_delay: float
+    max_delay: float
+    max_retry_after: float
+
+    def __init__(
+        self,
+        max_attempts: int = 5,
+        base_delay: float = 0.1,
+        max_delay: float = 20.0,
+        max_retry_after: float = 60.0,
+    ) -> None:
+        self._init_field("max_attempts", max_attempts)
+        self._init_field("base_delay", base_delay)
+        self._init_field("max_delay", max_delay)
+        self._init_field("max_retry_after", max_retry_after)
+        self._validate()
+
+    def _validate(self) -> None:
         attempts = self.max_attempts
         if not isinstance(attempts, int) or isinstance(attempts, bool) or attempts < 1:
             raise ConfigurationError(f"max_attempts must be an integer >= 1, not {_show(attempts)}")
@@ -121,8 +134,7 @@ class RetryPolicy:
         Raises:
             ConfigurationError: A new value is invalid.
         """
-        return replace(
-            self,
+        return RetryPolicy(
             max_attempts=self.max_attempts if max_attempts is None else max_attempts,
             base_delay=self.base_delay if base_delay is None else base_delay,
             max_delay=self.max_delay if max_delay is None else max_delay,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from datetime import datetime, timezone
 from typing import Any
@@ -160,14 +159,14 @@ def test_with_changes_only_the_given_fields() -> None:
     assert base == RetryPolicy()  # unchanged
     assert base.with_() == base
     assert base.with_(base_delay=0.0).base_delay == 0.0  # falsy values are applied
-    assert dataclasses.replace(base, max_delay=1.0) == base.with_(max_delay=1.0)
+    assert base.replace(max_delay=1.0) == base.with_(max_delay=1.0)
     with pytest.raises(ConfigurationError):
         base.with_(max_attempts=0)
 
 
 def test_policy_is_frozen_and_hashable() -> None:
     policy = RetryPolicy()
-    with pytest.raises(dataclasses.FrozenInstanceError):
+    with pytest.raises(AttributeError):
         policy.max_attempts = 2  # type: ignore[misc]
     assert {policy: 1}[RetryPolicy()] == 1
 
