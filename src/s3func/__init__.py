@@ -45,7 +45,7 @@ from .errors import (
 
 if TYPE_CHECKING:
     from .b2 import B2Session
-    from .lock import ObjectLock
+    from .lock import LockInfo, ObjectLock
     from .models import ListResult, ObjectInfo, Response
     from .response import ObjectResponse
     from .retry import RetryPolicy
@@ -69,6 +69,7 @@ __all__ = [
     "InvalidRangeError",
     "ListResult",
     "LockError",
+    "LockInfo",
     "LockLostError",
     "LockTimeoutError",
     "NotFoundError",
@@ -98,6 +99,7 @@ _LAZY = {
     "BaseSession": "session",
     "ListResult": "models",
     "ObjectInfo": "models",
+    "LockInfo": "lock",
     "ObjectLock": "lock",
     "ObjectResponse": "response",
     "Response": "models",
