@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from typing import IO, TYPE_CHECKING, Any, Literal, cast
-from urllib.parse import quote, unquote_plus
+from urllib.parse import quote, unquote_plus, urlsplit
 
 from . import __version__, _transfer
 from ._b2_auth import TOKENS, UPLOAD_URLS, B2Authorization, CacheKey
@@ -112,8 +112,6 @@ def b2_decode(text: str) -> str:
 @lru_cache(maxsize=256)
 def _split_url(url: str) -> tuple[str, str, int, str]:
     """Split an absolute URL B2 gave us into (scheme, host, port, path)."""
-    from urllib.parse import urlsplit
-
     parts = urlsplit(url)
     scheme, host, port, _ = validate_endpoint_url(f"{parts.scheme}://{parts.netloc}")
     return scheme, host, port, parts.path.rstrip("/")
@@ -147,6 +145,12 @@ def _etag_matches(condition: str, etag: str | None, file_id: str | None) -> bool
         return True
     wanted = wanted.removeprefix("W/").strip('"')
     return wanted != "" and (wanted.lower() == (etag or "").lower() or wanted == file_id)
+
+
+def _doc_file_info(doc: Mapping[str, Any]) -> dict[str, str]:
+    """The ``fileInfo`` of a B2 file document (a new dict; empty when absent)."""
+    info = doc.get("fileInfo")
+    return dict(info) if isinstance(info, dict) else {}
 
 
 def _info_from_headers(headers: Any) -> dict[str, str]:
@@ -407,7 +411,7 @@ class B2Session(BaseSession):
                 code="bucket_not_allowed",
                 bucket=self.bucket,
             )
-        self._need(auth, "listBuckets", "b2_list_buckets", None)
+        self._need("listBuckets", "b2_list_buckets", None)
         doc = self._call(
             "b2_list_buckets",
             {"accountId": auth.account_id, "bucketName": self.bucket},
@@ -424,9 +428,9 @@ class B2Session(BaseSession):
             bucket=self.bucket,
         )
 
-    def _need(
-        self, auth: B2Authorization, capability: str, operation: str, key: str | None
-    ) -> None:
+    def _need(self, capability: str, operation: str, key: str | None) -> B2Authorization:
+        """Return the authorization; raise AccessDeniedError if it lacks ``capability``."""
+        auth = self.authorization()
         if not auth.allows(capability):
             raise AccessDeniedError(
                 f"{operation} {self.bucket}/{key or ''}: the application key lacks the "
@@ -438,6 +442,7 @@ class B2Session(BaseSession):
                 bucket=self.bucket,
                 key=key,
             )
+        return auth
 
     # -- errors --------------------------------------------------------------------------------
 
@@ -692,21 +697,22 @@ class B2Session(BaseSession):
         resp.release_conn()
         return bytes(data)
 
-    def _response(self, doc: Mapping[str, Any], resp: urllib3.HTTPResponse | None) -> Response:
-        info = doc.get("fileInfo") if isinstance(doc.get("fileInfo"), dict) else {}
-        assert isinstance(info, dict)
+    @staticmethod
+    def _response(doc: Mapping[str, Any]) -> Response:
+        """The result of a JSON call that returns a file document (upload, copy, info...)."""
+        info = _doc_file_info(doc)
         file_id = doc.get("fileId")
         length = doc.get("contentLength")
         return Response(
-            status=resp.status if resp is not None else 200,
-            headers=resp.headers if resp is not None else {},
+            status=200,
+            headers={},
             key=doc.get("fileName"),
             etag=_etag(doc.get("contentSha1"), info, file_id),
             version_id=file_id,
             content_length=length if isinstance(length, int) else None,
             content_type=doc.get("contentType"),
             last_modified=_millis(doc.get("uploadTimestamp")),
-            metadata=dict(info),
+            metadata=info,
         )
 
     @staticmethod
@@ -823,8 +829,7 @@ class B2Session(BaseSession):
         info: Mapping[str, str],
         content_type: str | None,
     ) -> Response:
-        auth = self.authorization()
-        self._need(auth, "writeFiles", "b2_upload_file", key)
+        self._need("writeFiles", "b2_upload_file", key)
         bucket_id = self.bucket_id
         headers = {
             "x-bz-file-name": b2_encode(key),
@@ -832,17 +837,8 @@ class B2Session(BaseSession):
         }
         for name, value in info.items():
             headers[_INFO + name] = b2_encode(value)
-        payload: UploadBody
-        known = _known_sha1(body)
-        if isinstance(body, bytes):
-            payload = body
-            headers["x-bz-content-sha1"] = hashlib.sha1(body).hexdigest()  # noqa: S324
-        elif known:
-            payload = _HashingBody(body, size, trailer=False)
-            headers["x-bz-content-sha1"] = known
-        else:
-            payload = _HashingBody(body, size)
-            headers["x-bz-content-sha1"] = "hex_digits_at_end"
+        payload, sha1 = _upload_payload(body, size)
+        headers["x-bz-content-sha1"] = sha1 or "hex_digits_at_end"
 
         def fetch() -> tuple[str, str]:
             doc = self._call("b2_get_upload_url", {"bucketId": bucket_id}, idempotent=True)
@@ -856,7 +852,7 @@ class B2Session(BaseSession):
             headers=headers,
             body=payload,
         )
-        out = self._response(doc, None)
+        out = self._response(doc)
         if isinstance(payload, _HashingBody) and out.etag and out.etag != payload.hexdigest():
             raise _sha1_mismatch(key, payload.hexdigest(), out.etag)
         return out
@@ -904,8 +900,7 @@ class B2Session(BaseSession):
             raise ConfigurationError("offset must be >= 0")
         if length is not None and length <= 0:
             raise ConfigurationError("length must be > 0")
-        auth = self.authorization()
-        self._need(auth, "readFiles", "get_object", key)
+        self._need("readFiles", "get_object", key)
         start = offset or 0
         headers: dict[str, str] = {}
         ranged = offset is not None or length is not None
@@ -1031,8 +1026,7 @@ class B2Session(BaseSession):
             PreconditionFailedError: a condition did not hold.
         """
         _check_file_name(key)
-        auth = self.authorization()
-        self._need(auth, "readFiles", "head_object", key)
+        self._need("readFiles", "head_object", key)
         if version_id is not None:
             out = self._head_version(key, version_id)
         else:
@@ -1083,7 +1077,7 @@ class B2Session(BaseSession):
                 bucket=self.bucket,
                 key=key,
             )
-        return self._response(doc, None)
+        return self._response(doc)
 
     def delete_object(
         self, key: str, *, version_id: str | None = None, if_match: str | None = None
@@ -1110,9 +1104,8 @@ class B2Session(BaseSession):
         """
         _check_file_name(key)
         self._no_conditional_writes("delete_object", key, if_match)
-        auth = self.authorization()
         if version_id is not None:
-            self._need(auth, "deleteFiles", "b2_delete_file_version", key)
+            self._need("deleteFiles", "b2_delete_file_version", key)
             try:
                 doc = self._call(
                     "b2_delete_file_version",
@@ -1135,8 +1128,7 @@ class B2Session(BaseSession):
             was hidden).
         """
         _check_file_name(key)
-        auth = self.authorization()
-        self._need(auth, "writeFiles", "b2_hide_file", key)
+        self._need("writeFiles", "b2_hide_file", key)
         try:
             doc = self._call(
                 "b2_hide_file",
@@ -1148,7 +1140,7 @@ class B2Session(BaseSession):
             if isinstance(exc, NotFoundError) or exc.code == "already_hidden":
                 return Response(status=204, headers=exc.headers, key=key)
             raise
-        out = self._response(doc, None)
+        out = self._response(doc)
         out.status = 204
         out.etag = None
         return out
@@ -1200,8 +1192,7 @@ class B2Session(BaseSession):
         """
         _check_file_name(source_key)
         _check_file_name(dest_key)
-        auth = self.authorization()
-        self._need(auth, "writeFiles", "b2_copy_file", dest_key)
+        self._need("writeFiles", "b2_copy_file", dest_key)
         source = self.head_object(source_key, version_id=source_version_id)
         source_id = source.version_id
         if not source_id:
@@ -1235,7 +1226,7 @@ class B2Session(BaseSession):
             key=dest_key,
             read_timeout=max(self.transport.read_timeout, _COPY_READ_TIMEOUT),
         )
-        return self._response(doc, None)
+        return self._response(doc)
 
     def _copy_large(
         self,
@@ -1344,8 +1335,7 @@ class B2Session(BaseSession):
         """Start a large file (``b2_start_large_file``) and return its file id."""
         _check_file_name(key)
         info = _file_info(key, metadata)
-        auth = self.authorization()
-        self._need(auth, "writeFiles", "b2_start_large_file", key)
+        self._need("writeFiles", "b2_start_large_file", key)
         doc = self._call(
             "b2_start_large_file",
             {
@@ -1368,27 +1358,11 @@ class B2Session(BaseSession):
         size: int,
     ) -> str:
         """Upload one part (``b2_upload_part``, pooled part URLs) and return its SHA-1."""
-        known = _known_sha1(body)
-        if isinstance(body, (bytes, bytearray, memoryview)):
-            whole = bytes(body)
-            payload: UploadBody = whole
-            sha1 = hashlib.sha1(whole).hexdigest()  # noqa: S324
-            headers = {"x-bz-content-sha1": sha1}
-        elif known and _seekable(body):
-            # a part of a file hashed in the transfer engine's pre-pass
-            payload = _HashingBody(body, size, trailer=False)
-            sha1 = known
-            headers = {"x-bz-content-sha1": sha1}
-        elif _seekable(body):
-            payload = _HashingBody(body, size)
-            sha1 = ""
-            headers = {"x-bz-content-sha1": "hex_digits_at_end"}
-        else:
-            raw = body.read(size)
-            payload = raw
-            sha1 = hashlib.sha1(raw).hexdigest()  # noqa: S324
-            headers = {"x-bz-content-sha1": sha1}
-        headers["x-bz-part-number"] = str(part_number)
+        payload, sha1 = _upload_payload(body, size)
+        headers = {
+            "x-bz-content-sha1": sha1 or "hex_digits_at_end",
+            "x-bz-part-number": str(part_number),
+        }
 
         def fetch() -> tuple[str, str]:
             doc = self._call(
@@ -1426,7 +1400,7 @@ class B2Session(BaseSession):
             )
         finally:
             UPLOAD_URLS.discard((*self._cache_key, "part", upload_id))
-        return self._response(doc, None)
+        return self._response(doc)
 
     def _mpu_abort(self, key: str, upload_id: str) -> None:
         """Cancel a large file (``b2_cancel_large_file``), deleting its uploaded parts."""
@@ -1441,8 +1415,7 @@ class B2Session(BaseSession):
     # -- listings ------------------------------------------------------------------------------
 
     def _info(self, doc: Mapping[str, Any], *, is_latest: bool = True) -> ObjectInfo:
-        info = doc.get("fileInfo") if isinstance(doc.get("fileInfo"), dict) else {}
-        assert isinstance(info, dict)
+        info = _doc_file_info(doc)
         hidden = doc.get("action") == "hide"
         file_id = doc.get("fileId")
         length = doc.get("contentLength")
@@ -1454,7 +1427,7 @@ class B2Session(BaseSession):
             version_id=file_id,
             is_latest=is_latest,
             is_delete_marker=hidden,
-            metadata=dict(info),
+            metadata=info,
             content_type=None if hidden else doc.get("contentType"),
         )
 
@@ -1486,22 +1459,15 @@ class B2Session(BaseSession):
             raise ConfigurationError("max_keys must be >= 0")
 
         def pages() -> Iterator[tuple[list[ObjectInfo], list[str]]]:
-            auth = self.authorization()
-            self._need(auth, "listFiles", "b2_list_file_names", prefix or None)
+            self._need("listFiles", "b2_list_file_names", prefix or None)
             bucket_id = self.bucket_id
             page = self._page_size
             next_name: str | None = start_after
             skip = start_after
             remaining = max_keys
             while remaining is None or remaining > 0:
-                params: dict[str, Any] = {
-                    "bucketId": bucket_id,
-                    "maxFileCount": page if remaining is None else min(page, remaining + 1),
-                }
-                if prefix:
-                    params["prefix"] = prefix
-                if delimiter:
-                    params["delimiter"] = delimiter
+                count = page if remaining is None else min(page, remaining + 1)
+                params = _list_params(bucket_id, count, prefix, delimiter)
                 if next_name is not None:
                     params["startFileName"] = next_name
                 doc = self._call("b2_list_file_names", params, idempotent=True)
@@ -1516,9 +1482,7 @@ class B2Session(BaseSession):
                     else:
                         objects.append(self._info(item))
                 if remaining is not None:
-                    n_obj = min(len(objects), remaining)
-                    objects = objects[:n_obj]
-                    prefixes = prefixes[: max(0, remaining - n_obj)]
+                    objects, prefixes = _cap_page(objects, prefixes, remaining)
                     remaining -= len(objects) + len(prefixes)
                 yield objects, prefixes
                 next_name = doc.get("nextFileName")
@@ -1544,8 +1508,7 @@ class B2Session(BaseSession):
             raise ConfigurationError("max_keys must be >= 0")
 
         def pages() -> Iterator[tuple[list[ObjectInfo], list[str]]]:
-            auth = self.authorization()
-            self._need(auth, "listFiles", "b2_list_file_versions", prefix or None)
+            self._need("listFiles", "b2_list_file_versions", prefix or None)
             bucket_id = self.bucket_id
             page = self._page_size
             next_name: str | None = None
@@ -1553,14 +1516,8 @@ class B2Session(BaseSession):
             last_name: str | None = None
             remaining = max_keys
             while remaining is None or remaining > 0:
-                params: dict[str, Any] = {
-                    "bucketId": bucket_id,
-                    "maxFileCount": page if remaining is None else min(page, remaining),
-                }
-                if prefix:
-                    params["prefix"] = prefix
-                if delimiter:
-                    params["delimiter"] = delimiter
+                count = page if remaining is None else min(page, remaining)
+                params = _list_params(bucket_id, count, prefix, delimiter)
                 if next_name is not None:
                     params["startFileName"] = next_name
                     if next_id:
@@ -1579,9 +1536,7 @@ class B2Session(BaseSession):
                     objects.append(self._info(item, is_latest=name != last_name))
                     last_name = name
                 if remaining is not None:
-                    n_obj = min(len(objects), remaining)
-                    objects = objects[:n_obj]
-                    prefixes = prefixes[: max(0, remaining - n_obj)]
+                    objects, prefixes = _cap_page(objects, prefixes, remaining)
                     remaining -= len(objects) + len(prefixes)
                 yield objects, prefixes
                 new_name, new_id = doc.get("nextFileName"), doc.get("nextFileId")
@@ -1624,8 +1579,7 @@ class B2Session(BaseSession):
             raise ConfigurationError("prefix must be a str")
         if not 1 <= int(expires) <= _MAX_DOWNLOAD_AUTH:
             raise ConfigurationError("expires must be between 1 second and 7 days (604800)")
-        auth = self.authorization()
-        self._need(auth, "shareFiles", "b2_get_download_authorization", prefix)
+        self._need("shareFiles", "b2_get_download_authorization", prefix)
         doc = self._call(
             "b2_get_download_authorization",
             {
@@ -1697,6 +1651,44 @@ def _sha1_mismatch(key: str, sent: str, stored: str) -> IntegrityError:
     )
     err.algorithm, err.expected, err.actual = "sha1", sent, stored
     return err
+
+
+def _list_params(bucket_id: str, count: int, prefix: str, delimiter: str | None) -> dict[str, Any]:
+    """The parameters shared by ``b2_list_file_names`` and ``b2_list_file_versions``."""
+    params: dict[str, Any] = {"bucketId": bucket_id, "maxFileCount": count}
+    if prefix:
+        params["prefix"] = prefix
+    if delimiter:
+        params["delimiter"] = delimiter
+    return params
+
+
+def _cap_page(
+    objects: list[ObjectInfo], prefixes: list[str], remaining: int
+) -> tuple[list[ObjectInfo], list[str]]:
+    """Keep at most ``remaining`` entries of a page, objects first (``max_keys``)."""
+    n_obj = min(len(objects), remaining)
+    return objects[:n_obj], prefixes[: max(0, remaining - n_obj)]
+
+
+def _upload_payload(
+    body: bytes | bytearray | memoryview | IO[bytes] | PartReader, size: int
+) -> tuple[UploadBody, str]:
+    """Return what to send for an upload body and its SHA-1 if known up front.
+
+    Bytes are hashed now. A seekable file is sent as a :class:`_HashingBody`: with the SHA-1
+    the transfer engine computed in its pre-pass when there is one, else with the SHA-1
+    appended after the data (the SHA-1 returned is then ``""``: send ``hex_digits_at_end``).
+    A non-seekable file's ``size`` bytes are read into memory and hashed.
+    """
+    if isinstance(body, (bytes, bytearray, memoryview)):
+        data = bytes(body)
+        return data, hashlib.sha1(data).hexdigest()  # noqa: S324 - B2's check is SHA-1
+    if _seekable(body):
+        known = _known_sha1(body)
+        return _HashingBody(body, size, trailer=not known), known or ""
+    data = bytes(body.read(size))
+    return data, hashlib.sha1(data).hexdigest()  # noqa: S324
 
 
 def _seekable(f: Any) -> bool:

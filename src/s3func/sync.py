@@ -697,6 +697,11 @@ def _remote_mtime_ns(resp: _Fields) -> int | None:
     return None
 
 
+def _bare_etag(etag: str | None) -> str | None:
+    """An ETag without its quotes (``None`` when missing or empty)."""
+    return etag.strip('"') if etag else None
+
+
 def _stored_sha256(resp: _Fields) -> str | None:
     value = (resp.metadata or {}).get(SHA256_METADATA)
     return value.strip().lower() if value else None
@@ -1018,7 +1023,7 @@ class S3Object:
         for o in self._session.list_objects(prefix=prefix).iter_objects():
             meta = o.metadata
             sha = meta.get(SHA256_METADATA) if meta else None
-            etag = o.etag.strip('"') if o.etag else None
+            etag = _bare_etag(o.etag)
             out.append(RemoteFile(o.key, o.content_length, etag, sha.lower() if sha else None))
         return out
 
@@ -1204,9 +1209,7 @@ class S3Object:
         plan, work = self._plan_download_object(head, False)
         self._finish(plan, work, time.monotonic(), self._local, False, True, None, False)
 
-    def _plan_download_object(
-        self, head: _Fields, force: bool
-    ) -> tuple[SyncPlan, _Work]:
+    def _plan_download_object(self, head: _Fields, force: bool) -> tuple[SyncPlan, _Work]:
         key = self._uri.key
         if os.path.isdir(self._local):
             raise S3ObjectError(
@@ -1214,7 +1217,7 @@ class S3Object:
                 bucket=self._uri.bucket,
                 key=key,
             )
-        etag = head.etag.strip('"') if head.etag else None
+        etag = _bare_etag(head.etag)
         remote = {"": RemoteFile(key, head.content_length or 0, etag)}
         local: dict[str, LocalFile] = {}
         with contextlib.suppress(OSError):
@@ -1367,7 +1370,7 @@ class S3Object:
         if not force:
             head = self._head(key)
             if head is not None:
-                etag = head.etag.strip('"') if head.etag else None
+                etag = _bare_etag(head.etag)
                 remote[""] = RemoteFile(key, head.content_length or 0, etag)
                 heads[""] = head
         state = self._state(key)
@@ -1526,7 +1529,7 @@ class S3Object:
                 if head is None:
                     return False
                 remote_sha = _stored_sha256(head)
-                etag = head.etag.strip('"') if head.etag else None
+                etag = _bare_etag(head.etag)
             same = content_matches(
                 md5, sha, etag, remote_sha, local_sha1=sha1, etag_is_sha1=sha1_etags
             )
@@ -1659,9 +1662,7 @@ class S3Object:
                 result.transferred.append(item.rel)
                 result.bytes_transferred += item.size
 
-    def _download_one(
-        self, item: PlanItem, work: _Work, check_hash: bool, meter: _Meter
-    ) -> None:
+    def _download_one(self, item: PlanItem, work: _Work, check_hash: bool, meter: _Meter) -> None:
         dest = work.local_file(item.rel)
         fd, tmp = tempfile.mkstemp(prefix=_paths.TEMP_PREFIX, dir=os.path.dirname(dest))
         resp: _Fields
@@ -1670,9 +1671,7 @@ class S3Object:
                 # Parallel ranged GETs for large objects; and the way to skip verification.
                 os.close(fd)
                 fd = -1
-                resp = self._session.download_file(
-                    item.key, tmp, progress=meter, verify=check_hash
-                )
+                resp = self._session.download_file(item.key, tmp, progress=meter, verify=check_hash)
                 md5, sha, _ = _hash_file(tmp)
                 fd = os.open(tmp, os.O_RDONLY)
             else:
@@ -1684,7 +1683,7 @@ class S3Object:
                     bucket=self._uri.bucket,
                     key=item.key,
                 )
-            etag = resp.etag.strip('"') if resp.etag else None
+            etag = _bare_etag(resp.etag)
             if check_hash:
                 self._verify_download(item.key, resp, etag, md5, sha)
             mtime_ns = _remote_mtime_ns(resp)
@@ -1743,7 +1742,10 @@ class S3Object:
             if stored != sha:
                 raise _mismatch(
                     f"{key}: SHA-256 {sha} does not match the stored {stored}",
-                    key, "sha256", stored, sha,
+                    key,
+                    "sha256",
+                    stored,
+                    sha,
                 )
         elif (
             etag is not None
@@ -1782,14 +1784,17 @@ class S3Object:
             resp = self._session.put_object(
                 item.key, data, metadata=metadata, content_type=content_type
             )
-        etag = resp.etag.strip('"') if resp.etag else None
+        etag = _bare_etag(resp.etag)
         md5_etag = not self._etag_is_sha1() and is_plain_md5(etag)
         if check_hash and etag is not None and md5_etag and etag != md5:
             with contextlib.suppress(S3FuncError):
                 self._session.delete_object(item.key)
             raise _mismatch(
                 f"{item.key}: the service stored ETag {etag}, but the MD5 sent was {md5}",
-                item.key, "md5", md5, etag,
+                item.key,
+                "md5",
+                md5,
+                etag,
             )
         work.state.record(item.rel, st, etag, sha)
 
