@@ -33,7 +33,7 @@ from .errors import (
 )
 from .models import ListResult, ObjectInfo, Response, parse_http_date
 from .progress import ProgressLike, make_tracker
-from .response import SHA256_METADATA, ObjectResponse
+from .response import ObjectResponse
 from .retry import RetryPolicy, parse_retry_after
 from .session import BaseSession, Data, check_key, check_metadata
 
@@ -512,8 +512,9 @@ class S3Session(BaseSession):
             if_match: Only overwrite when the current ETag matches (compare-and-swap).
             if_none_match: ``"*"``: only create, never overwrite.
             progress: ``progress(done, total)`` callable, or ``True`` for a terminal bar.
-            content_sha256: Store ``s3func-sha256`` for a single-part upload too (one
-                extra hashing pass over the body; multipart uploads always store it).
+            content_sha256: Store ``s3func-sha256`` (and ``s3func-crc32``) for a single-part
+                upload too (one extra hashing pass over the body; multipart uploads always
+                store them).
 
         Returns:
             The response, with ``etag`` and ``version_id``.
@@ -561,10 +562,11 @@ class S3Session(BaseSession):
                 )
             digests: dict[str, str] = {}
             if content_sha256:
-                sha256, _ = _transfer._prepass(source, size, max(size, 1), (), True)
-                assert sha256 is not None
-                digests["sha256"] = sha256
-                headers[_META + SHA256_METADATA] = sha256
+                content, _ = _transfer.prepass(source, size, max(size, 1), (), True)
+                assert content is not None
+                digests["sha256"] = content.sha256
+                for name, value in content.metadata().items():
+                    headers[_META + name] = value
             tracker, done = make_tracker(progress, size, desc=key)
             try:
                 reader = source.reader(0, size, digests=digests, meter=tracker.meter())
@@ -713,6 +715,7 @@ class S3Session(BaseSession):
             checksums=checksums,
             reopen=reopen,
             data=data,
+            verify=self.verify_checksums,
         )
 
     def head_object(

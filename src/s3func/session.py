@@ -9,12 +9,14 @@ either backend.
 from __future__ import annotations
 
 import abc
+import os
 from collections.abc import Iterable, Iterator, Mapping
 from typing import IO, TYPE_CHECKING, Any, BinaryIO
 
 from ._http import Transport
 from .errors import ConfigurationError, NotFoundError, ServiceError
 from .models import ListResult, ObjectInfo, Response
+from .progress import ProgressLike
 from .response import ObjectResponse
 from .retry import RetryPolicy
 
@@ -223,6 +225,193 @@ class BaseSession(abc.ABC):
         self, items: list[tuple[str, str | None]]
     ) -> list[tuple[str, str | None, str]]:
         """Delete up to 1000 (key, version_id) pairs; return the failures as (key, version, why)."""
+
+    # -- multipart primitives (the transfer engine in _transfer.py drives them) -------------
+
+    #: The smallest part the backend accepts (every part but the last).
+    _min_part_size: int = 5 * 1024 * 1024
+    #: The most parts one multipart upload may have.
+    _max_parts: int = 10_000
+    #: Per-part digests the backend wants computed up front (``"sha256"`` for a SigV4
+    #: payload hash, ``"sha1"`` for B2...): the engine computes them in its pre-pass over a
+    #: file and hands them over in ``PartReader.digests``.
+    _part_digests: tuple[str, ...] = ()
+
+    @abc.abstractmethod
+    def _mpu_create(
+        self, key: str, *, metadata: Mapping[str, str], content_type: str | None
+    ) -> str:
+        """Start a multipart upload and return its upload id."""
+
+    @abc.abstractmethod
+    def _mpu_upload_part(
+        self,
+        key: str,
+        upload_id: str,
+        part_number: int,
+        body: bytes | memoryview | IO[bytes],
+        size: int,
+    ) -> str:
+        """Upload part ``part_number`` (1-based) of ``size`` bytes; return its tag.
+
+        The tag is what :meth:`_mpu_complete` needs (S3: the ETag; B2: the SHA-1). ``body``
+        may be a ``_transfer.PartReader``: seekable, with precomputed ``digests``.
+        """
+
+    @abc.abstractmethod
+    def _mpu_complete(self, key: str, upload_id: str, parts: list[tuple[int, str]]) -> Response:
+        """Assemble the object from ``(part_number, tag)`` pairs (sorted by number)."""
+
+    @abc.abstractmethod
+    def _mpu_abort(self, key: str, upload_id: str) -> None:
+        """Abort the upload and delete its parts (no error if it is already gone)."""
+
+    def _store_sha256(
+        self, key: str, completed: Response, metadata: Mapping[str, str], content_type: str | None
+    ) -> Response:
+        """Replace the metadata of a just-uploaded object (with ``s3func-sha256`` added).
+
+        Used after an upload of unknown length, whose hash is known only at the end: a
+        server-side copy of the object onto itself. Backends may override it to make the
+        copy conditional on the ETag.
+        """
+        return self.copy_object(
+            key,
+            key,
+            source_version_id=completed.version_id,
+            metadata=metadata,
+            content_type=content_type,
+        )
+
+    # -- file transfers ----------------------------------------------------------------------
+
+    #: ``put_object`` and ``upload_file`` switch to a multipart upload above this size.
+    multipart_threshold: int = 16 * 1024 * 1024
+    #: Upload part size and download range size (grown when 10,000 parts would not do).
+    part_size: int = 8 * 1024 * 1024
+    #: Threads (and connections) one upload uses at most.
+    max_concurrency: int = 8
+    #: Range size of ``download_file``: objects up to this size come in one GET.
+    download_part_size: int = 16 * 1024 * 1024
+    #: Threads (and connections) one ``download_file`` uses at most. A few streams already
+    #: fill a fast link; on a small machine more threads only contend for the GIL (measured
+    #: on 2 cores: 4 threads of 16 MiB ranges beat 8 threads of 8 MiB by about a third).
+    download_concurrency: int = 4
+    #: Verify the checksum of whole-object reads (``get_object`` bodies read to the end,
+    #: ``download_file``). The length is always checked. Turning this off trades the
+    #: end-to-end check for CPU (MD5 runs at ~0.8 GB/s, SHA-256 at ~1.8 GB/s per core).
+    verify_checksums: bool = True
+
+    def upload_file(
+        self,
+        key: str,
+        path: str | os.PathLike[str],
+        *,
+        metadata: Mapping[str, str] | None = None,
+        content_type: str | None = None,
+        progress: ProgressLike = None,
+        part_size: int | None = None,
+        concurrency: int | None = None,
+    ) -> Response:
+        """Upload a local file, in parallel parts when it is large.
+
+        Up to :attr:`multipart_threshold` bytes the file goes up in one PUT; above it as a
+        multipart upload whose parts (:attr:`part_size`) are read by offset and sent on
+        ``concurrency`` threads, each retried on its own; a failed upload is aborted, so no
+        parts are left behind. The file is never read into memory whole.
+
+        The object gets the user metadata ``s3func-sha256``: the hex SHA-256 of the
+        content, computed in a fast pass before sending (one that is already in
+        ``metadata`` is trusted as is). Later comparisons can rely on it even where the
+        ETag of a multipart object is not an MD5.
+
+        Args:
+            key: The object key.
+            path: The local file.
+            metadata: User metadata.
+            content_type: The content type to store.
+            progress: ``progress(done, total)`` callable, or ``True`` for a terminal bar
+                (see :mod:`s3func.progress`).
+            part_size: Override :attr:`part_size` for this upload.
+            concurrency: Override :attr:`max_concurrency` for this upload.
+
+        Returns:
+            The response of the final request (``etag``, ``version_id``), with
+            ``content_length`` set to the file size.
+
+        Raises:
+            FileNotFoundError: ``path`` does not exist.
+            IntegrityError: the file changed while it was being uploaded (a multipart upload
+                is then aborted before completing).
+            ConfigurationError: bad key, metadata or part size.
+        """
+        from . import _transfer
+
+        check_key(key)
+        return _transfer.upload_path(
+            self,
+            key,
+            path,
+            metadata=metadata,
+            content_type=content_type,
+            progress=progress,
+            part_size=part_size,
+            concurrency=concurrency,
+        )
+
+    def download_file(
+        self,
+        key: str,
+        path: str | os.PathLike[str],
+        *,
+        version_id: str | None = None,
+        progress: ProgressLike = None,
+        part_size: int | None = None,
+        concurrency: int | None = None,
+        verify: bool | None = None,
+    ) -> Response:
+        """Download an object to a local file, with parallel ranged GETs when it is large.
+
+        The data goes to a temporary file in the target's directory, which replaces
+        ``path`` only after the size and the checksum (the stored ``s3func-sha256``, else
+        the MD5 of a single-part ETag, else B2's SHA-1) are verified; an interrupted or
+        failed download leaves an existing file at ``path`` untouched. Every range is
+        pinned to the version the first request saw (``If-Match`` on the ETag, and the
+        version id): an object replaced mid-download raises
+        :class:`~s3func.errors.PreconditionFailedError`. Broken connections are resumed.
+
+        Args:
+            key: The object key.
+            path: The local file to create or replace (its directory must exist).
+            version_id: Download this version.
+            progress: ``progress(done, total)`` callable, or ``True`` for a terminal bar.
+            part_size: Range size (default :attr:`download_part_size`); objects up to this
+                size are fetched in one GET.
+            concurrency: Override :attr:`download_concurrency` for this download.
+            verify: Check the checksum (the size is always checked); default
+                :attr:`verify_checksums`.
+
+        Returns:
+            The object's fields (``etag``, ``version_id``, ``content_length``, ``metadata``...).
+
+        Raises:
+            NotFoundError: the key (or version) does not exist.
+            IntegrityError: size or checksum mismatch (nothing was written to ``path``).
+            PreconditionFailedError: the object changed during the download.
+        """
+        from . import _transfer
+
+        check_key(key)
+        return _transfer.download(
+            self,
+            key,
+            path,
+            version_id=version_id,
+            progress=progress,
+            part_size=part_size,
+            concurrency=concurrency,
+            verify=self.verify_checksums if verify is None else verify,
+        )
 
     # -- helpers built on the primitives ---------------------------------------------------
 

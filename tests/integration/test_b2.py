@@ -12,6 +12,7 @@ import inspect
 import io
 import json
 import threading
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -646,11 +647,15 @@ def test_large_put_uploads_parts_in_parallel(
     assert stats["calls"]["b2_finish_large_file"] == 1
     assert not stats["upload_token_concurrent_use"]
     assert resp.content_length == len(data)
-    assert resp.metadata == {"m": "v", "s3func-sha256": hashlib.sha256(data).hexdigest()}
+    assert resp.metadata == {
+        "m": "v",
+        "s3func-sha256": hashlib.sha256(data).hexdigest(),
+        "s3func-crc32": f"{zlib.crc32(data):08x}",
+    }
     assert resp.etag == resp.version_id  # no whole-file SHA-1: the file id, never an MD5
     with b2_session.get_object("large") as got:
         assert got.read() == data
-        assert got.checksum is not None and got.checksum[0] == "sha256"
+        assert got.checksum is not None and got.checksum[0] == "crc32"
     assert b2_session.head_object("large").etag == resp.etag
     (item,) = b2_session.list_objects().iter_objects()
     assert (item.etag, item.content_length) == (resp.etag, len(data))
@@ -667,7 +672,11 @@ def test_large_put_of_a_stream_keeps_one_version(
     assert calls(b2_emulator, "b2_upload_part") == before + 6
     versions = list(b2_session.list_object_versions())
     assert [v.version_id for v in versions] == [resp.version_id]  # the copy; original deleted
-    assert versions[0].metadata == {"m": "v", "s3func-sha256": hashlib.sha256(data).hexdigest()}
+    assert versions[0].metadata == {
+        "m": "v",
+        "s3func-sha256": hashlib.sha256(data).hexdigest(),
+        "s3func-crc32": f"{zlib.crc32(data):08x}",
+    }
     assert b2_session.get_object("stream").data == data
 
 
@@ -678,7 +687,10 @@ def test_small_stream_is_one_upload(b2_emulator: B2Emulator, b2_session: B2Sessi
     b2_session.put_object("s", iter([data[:3000], data[3000:]]), metadata={"m": "v"})
     assert calls(b2_emulator, "b2_start_large_file") == before
     sha256 = hashlib.sha256(data).hexdigest()
-    assert b2_session.head_object("s").metadata == {"m": "v", "s3func-sha256": sha256}
+    crc32 = f"{zlib.crc32(data):08x}"
+    assert b2_session.head_object("s").metadata == {
+        "m": "v", "s3func-sha256": sha256, "s3func-crc32": crc32
+    }
     assert b2_session.get_object("s").data == data
     # content_sha256 asks for the same on a single upload of known size
     b2_session.put_object("t", data, content_sha256=True)
