@@ -543,12 +543,15 @@ def test_stop_ends_stalls_and_closes(upstream: _Upstream) -> None:
     start = time.monotonic()
     proxy.stop()
     assert time.monotonic() - start < 10
-    # the stall ended: the rest of the body arrived, or the connection was closed
+    # the stall ended: the rest of the body arrived, or the connection was closed (a reset
+    # may discard bytes the client had not read yet, so an empty read is fine too)
     try:
         data = resp.read()
     except http.client.IncompleteRead as exc:
         data = exc.partial
-    assert data.startswith(_pattern(10))
+    except ConnectionError:
+        data = b""
+    assert _pattern(100).startswith(data[:100])
     with pytest.raises(OSError):
         socket.create_connection((proxy.host, proxy.port), timeout=2).close()
     proxy.stop()  # idempotent
