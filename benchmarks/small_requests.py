@@ -36,10 +36,13 @@ from s3func.testing import seaweedfs
 BODY = os.urandom(1024)
 
 
-def cpu_per_call(fn: Callable[[int], object], n: int, rounds: int = 5) -> float:
+def cpu_per_call(
+    fn: Callable[[int], object], n: int, rounds: int = 5, *, warmup: bool = True
+) -> float:
     """Median client CPU microseconds per call over several rounds."""
-    for i in range(min(50, n)):
-        fn(i)
+    if warmup:
+        for i in range(min(50, n)):
+            fn(i)
     results = []
     for _ in range(rounds):
         start = time.process_time()
@@ -134,9 +137,18 @@ def small_requests(server: Any, n: int) -> dict[str, dict[str, float]]:
             "GET": minio_get,
             "HEAD": lambda i: mini.stat_object(bucket, keys[i]),
         }
-    out: dict[str, dict[str, float]] = {}
-    for name, ops in clients.items():
-        out[name] = {op: cpu_per_call(fn, n) for op, fn in ops.items()}
+    out: dict[str, dict[str, float]] = {name: {} for name in clients}
+    for op in ("PUT", "GET", "HEAD"):
+        # Interleave the clients round by round so that drifting background load (the
+        # server settling after writes, other processes) hits them all alike.
+        samples: dict[str, list[float]] = {name: [] for name in clients}
+        for name in clients:
+            cpu_per_call(clients[name][op], 50, rounds=1)  # warm up
+        for _ in range(7):
+            for name in clients:
+                samples[name].append(cpu_per_call(clients[name][op], n, rounds=1, warmup=False))
+        for name in clients:
+            out[name][op] = statistics.median(samples[name])
 
     # LIST of 1000 keys (one page)
     from concurrent.futures import ThreadPoolExecutor
@@ -154,8 +166,14 @@ def small_requests(server: Any, n: int) -> dict[str, dict[str, float]]:
         lists["minio"] = lambda i: [
             o.object_name for o in mini.list_objects(bucket, prefix="list/")
         ]
-    for name, fn in lists.items():
-        out[name]["LIST1000 (ms)"] = cpu_per_call(fn, 10, rounds=5) / 1000
+    list_samples: dict[str, list[float]] = {name: [] for name in lists}
+    for fn in lists.values():
+        cpu_per_call(fn, 2, rounds=1)
+    for _ in range(5):
+        for name, fn in lists.items():
+            list_samples[name].append(cpu_per_call(fn, 5, rounds=1, warmup=False) / 1000)
+    for name in lists:
+        out[name]["LIST1000 (ms)"] = statistics.median(list_samples[name])
     return out
 
 
