@@ -1337,17 +1337,27 @@ class S3Session(BaseSession):
     def put_bucket_versioning(self, enabled: bool) -> Response:
         """Enable (``True``) or suspend (``False``) versioning on the bucket."""
         status = "Enabled" if enabled else "Suspended"
+        return self._put_bucket_config(
+            "versioning",
+            "VersioningConfiguration",
+            f"<Status>{status}</Status>",
+            "PutBucketVersioning",
+        )
+
+    def _put_bucket_config(
+        self, subresource: str, element: str, inner: str, operation: str
+    ) -> Response:
+        """PUT one bucket configuration document (with the Content-MD5 S3 requires)."""
         body = (
-            '<VersioningConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
-            f"<Status>{status}</Status></VersioningConfiguration>"
+            f'<{element} xmlns="http://s3.amazonaws.com/doc/2006-03-01/">{inner}</{element}>'
         ).encode()
         resp = self._request(
             "PUT",
             None,
-            query=[("versioning", "")],
+            query=[(subresource, "")],
             body=body,
             headers={"content-md5": _content_md5(body)},
-            operation="PutBucketVersioning",
+            operation=operation,
         )
         return self._response(resp, None)
 
@@ -1405,19 +1415,12 @@ class S3Session(BaseSession):
                 else f"<Years>{int(years or 0)}</Years>"
             )
             rule = f"<Rule><DefaultRetention><Mode>{mode}</Mode>{period}</DefaultRetention></Rule>"
-        body = (
-            '<ObjectLockConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
-            f"<ObjectLockEnabled>Enabled</ObjectLockEnabled>{rule}</ObjectLockConfiguration>"
-        ).encode()
-        resp = self._request(
-            "PUT",
-            None,
-            query=[("object-lock", "")],
-            body=body,
-            headers={"content-md5": _content_md5(body)},
-            operation="PutObjectLockConfiguration",
+        return self._put_bucket_config(
+            "object-lock",
+            "ObjectLockConfiguration",
+            f"<ObjectLockEnabled>Enabled</ObjectLockEnabled>{rule}",
+            "PutObjectLockConfiguration",
         )
-        return self._response(resp, None)
 
     # -- presigned URLs ------------------------------------------------------------------
 
