@@ -580,6 +580,10 @@ def decide(
     if mine is None or mine.registered_at is None or mine.order is None:
         if me.confirmed:
             return Verdict(Decision.LOST, "our ticket is gone from the listing (broken?)")
+        if mine is not None and mine.registered_at is None and mine.order is not None:
+            # seq-0 is written before seq-1 and deleted before it: a visible seq-1 without
+            # its seq-0 means the ticket was broken while we were still in the doorway.
+            return Verdict(Decision.LOST, "our seq-0 was deleted (broken by another process)")
         return Verdict(Decision.PENDING, "our ticket is not visible in the listing yet")
     now = snapshot.newest
     if is_stale(mine, now):
@@ -1009,7 +1013,12 @@ class _Ticket:
         self.owned.put(self.seq1_key)
 
     def refresh(self) -> None:
-        """Rewrite ``seq-0`` (the lease); detect a broken ticket by a missing ``seq-1``."""
+        """Rewrite ``seq-0`` (the lease); a missing ``seq-0`` or ``seq-1`` means it was broken.
+
+        Checking ``seq-0`` first keeps a refresh from resurrecting a ticket that another
+        process broke while we were still in the doorway.
+        """
+        self.owned.check(self.seq0_key, "ticket")
         if self.seq1_key is not None:
             self.owned.check(self.seq1_key, "ticket")
         self.owned.rewrite(self.seq0_key)

@@ -250,6 +250,14 @@ DECIDE_TABLE = [
     ),
     ("leaving contender (seq-1 only) ignored", [tk("a", 1, 0), both("m", 1)], ME, ACQ, ()),
     (
+        "our seq-0 broken while in the doorway (seq-1 only, not yet confirmed)",
+        [tk("m", 1, 0)],
+        replace(ME, confirmed=False),
+        LOST,
+        (),
+    ),
+    ("our tickets not visible yet", [both("a", 0)], replace(ME, confirmed=False), PEND, ()),
+    (
         "older shared does not block a shared",
         [both("a", 0, mode="s"), both("m", 1, mode="s")],
         replace(ME, exclusive=False),
