@@ -481,6 +481,20 @@ class S3Session(BaseSession):
         if if_none_match is not None:
             headers["if-none-match"] = _quote_etag(if_none_match)
 
+    @classmethod
+    def _object_target(
+        cls,
+        key: str,
+        version_id: str | None,
+        if_match: str | None,
+        if_none_match: str | None,
+    ) -> tuple[list[tuple[str, str]] | None, dict[str, str]]:
+        """Validate ``key`` and build the version query and conditional headers for it."""
+        check_key(key)
+        headers: dict[str, str] = {}
+        cls._conditions(headers, if_match, if_none_match)
+        return ([("versionId", version_id)] if version_id else None), headers
+
     # -- objects -------------------------------------------------------------------------
 
     def put_object(
@@ -630,10 +644,7 @@ class S3Session(BaseSession):
             PreconditionFailedError: a condition did not hold (412, or 304 for if_none_match).
             InvalidRangeError: the range starts beyond the end of the object.
         """
-        check_key(key)
-        query = [("versionId", version_id)] if version_id else None
-        headers: dict[str, str] = {}
-        self._conditions(headers, if_match, if_none_match)
+        query, headers = self._object_target(key, version_id, if_match, if_none_match)
         start = offset or 0
         if offset is not None and offset < 0:
             raise ConfigurationError("offset must be >= 0")
@@ -732,10 +743,7 @@ class S3Session(BaseSession):
             NotFoundError: the key does not exist (also for S3's body-less 404).
             PreconditionFailedError: a condition did not hold.
         """
-        check_key(key)
-        query = [("versionId", version_id)] if version_id else None
-        headers: dict[str, str] = {}
-        self._conditions(headers, if_match, if_none_match)
+        query, headers = self._object_target(key, version_id, if_match, if_none_match)
         resp = self._request("HEAD", key, query=query, headers=headers, operation="HeadObject")
         return self._response(resp, key)
 
@@ -747,10 +755,7 @@ class S3Session(BaseSession):
         Raises:
             PreconditionFailedError: ``if_match`` did not match.
         """
-        check_key(key)
-        query = [("versionId", version_id)] if version_id else None
-        headers: dict[str, str] = {}
-        self._conditions(headers, if_match, None)
+        query, headers = self._object_target(key, version_id, if_match, None)
         resp = self._request("DELETE", key, query=query, headers=headers, operation="DeleteObject")
         return self._response(resp, key)
 
