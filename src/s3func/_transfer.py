@@ -39,6 +39,7 @@ import os
 import queue
 import stat
 import threading
+import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import IO, TYPE_CHECKING, Any, cast
 
@@ -57,6 +58,7 @@ from .response import (
     CRC32_METADATA,
     SHA256_METADATA,
     ObjectResponse,
+    crc32_combine,
     new_hasher,
 )
 
@@ -512,13 +514,15 @@ class ContentHash:
     (``s3func-crc32``) lets downloads verify it at a fraction of the cost.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, crc32: bool = True) -> None:
         self._sha256 = new_hasher("sha256")
-        self._crc32 = new_hasher("crc32")
+        self._crc32 = new_hasher("crc32") if crc32 else None
+        self.crc32: int | None = None  # set by the caller when ``crc32=False``
 
     def update(self, chunk: Any) -> None:
         self._sha256.update(chunk)
-        self._crc32.update(chunk)
+        if self._crc32 is not None:
+            self._crc32.update(chunk)
 
     @property
     def sha256(self) -> str:
@@ -528,7 +532,8 @@ class ContentHash:
 
     def metadata(self) -> dict[str, str]:
         """The metadata entries to store."""
-        return {SHA256_METADATA: self.sha256, CRC32_METADATA: self._crc32.hexdigest()}
+        crc = self._crc32.hexdigest() if self._crc32 is not None else f"{self.crc32:08x}"
+        return {SHA256_METADATA: self.sha256, CRC32_METADATA: crc}
 
 
 
@@ -546,15 +551,27 @@ def prepass(
     """Hash the whole content (:class:`ContentHash`) and each part (``algorithms``) in one read.
 
     The per-part digests run on a helper thread, overlapping the whole-content hash
-    (``hashlib`` releases the GIL), and are never counted as progress.
+    (``hashlib`` releases the GIL), and are never counted as progress. When there is a
+    helper, it also takes the CRC-32 (per part, combined at the end), which balances the
+    two threads.
     """
     count = max(1, -(-size // part))
     digests: list[dict[str, str]] = [{} for _ in range(count)]
-    whole_hasher = ContentHash() if whole else None
+    split_crc = bool(whole and algorithms and size)
+    whole_hasher = ContentHash(crc32=not split_crc) if whole else None
+    part_algorithms = (*algorithms, "crc32") if split_crc else algorithms
+    crcs: list[int] = [0] * count
     if not algorithms and whole_hasher is None:
         return None, digests
     blocks: queue.Queue[tuple[int, _Chunk] | None] = queue.Queue(maxsize=8)
     failure: list[BaseException] = []
+
+    def done(index: int, hashers: list[Any]) -> None:
+        for h in hashers:
+            if split_crc and h.name == "crc32":
+                crcs[index] = h.value
+            else:
+                digests[index][h.name] = h.hexdigest()
 
     def part_worker() -> None:
         try:
@@ -567,13 +584,13 @@ def prepass(
                 index, chunk = item
                 if index != current:
                     if hashers:
-                        digests[current].update({h.name: h.hexdigest() for h in hashers})
+                        done(current, hashers)
                     current = index
-                    hashers = [new_hasher(a) for a in algorithms]
+                    hashers = [new_hasher(a) for a in part_algorithms]
                 for h in hashers:
                     h.update(chunk)
             if hashers:
-                digests[current].update({h.name: h.hexdigest() for h in hashers})
+                done(current, hashers)
         except BaseException as exc:  # pragma: no cover - hashing does not fail
             failure.append(exc)
             while blocks.get() is not None:
@@ -606,6 +623,11 @@ def prepass(
         raise failure[0]
     if algorithms and not size:
         digests[0] = {a: new_hasher(a).hexdigest() for a in algorithms}
+    if split_crc and whole_hasher is not None:
+        total = crcs[0]
+        for index in range(1, count):
+            total = crc32_combine(total, crcs[index], min(part, size - index * part))
+        whole_hasher.crc32 = total
     return whole_hasher, digests
 
 
@@ -1034,6 +1056,9 @@ def _parallel(
     errors: list[BaseException] = []
     etag, version_id = first.etag, first.version_id
     check = _pick_checksum(first) if verify else None
+    # A CRC-32 is computed per range while the bytes are hot in the cache, and the range
+    # values are combined at the end; other checksums follow the written prefix instead.
+    crcs: list[int] | None = [0] * len(ranges) if check and check[0] == "crc32" else None
     local = threading.local()
 
     def fetch(index: int, resp: ObjectResponse | None = None) -> None:
@@ -1056,6 +1081,7 @@ def _parallel(
                 if view is None:
                     view = local.view = memoryview(bytearray(_BLOCK))
                 pos, end = offset, offset + length
+                crc = 0
                 while pos < end:
                     if stop.is_set():
                         return
@@ -1065,9 +1091,13 @@ def _parallel(
                             f"download_file {key!r}: range at {offset} ended at {pos}",
                             key=key,
                         )
+                    if crcs is not None:
+                        crc = zlib.crc32(view[:n], crc)
                     _pwrite(fd, view[:n], pos)
                     pos += n
                     tracker.add(n)
+                if crcs is not None:
+                    crcs[index] = crc
             frontier.complete(index)
         except BaseException as exc:
             errors.append(exc)
@@ -1076,7 +1106,7 @@ def _parallel(
 
     hasher_thread = None
     result: list[str] = []
-    if check is not None:
+    if check is not None and crcs is None:
         hasher_thread = threading.Thread(
             target=_hash_written,
             args=(fd, ranges, frontier, check[0], result),
@@ -1104,6 +1134,11 @@ def _parallel(
         raise errors[0]
     if check is not None:
         algorithm, expected = check
+        if crcs is not None:
+            total = crcs[0]
+            for (_, length), crc in zip(ranges[1:], crcs[1:], strict=True):
+                total = crc32_combine(total, crc, length)
+            result.append(f"{total:08x}")
         got = result[0] if result else ""
         if got != expected:
             err = IntegrityError(
