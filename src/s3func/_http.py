@@ -6,11 +6,14 @@ urllib3 and socket exceptions become :mod:`s3func.errors` exceptions.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
+from http.client import HTTPException
 from typing import IO, Any, cast
 
 import urllib3
@@ -102,6 +105,19 @@ def translate_exception(exc: BaseException, *, method: str | None, url: str | No
     return cls(f"{where}: {what} ({detail})", method=method, url=url)
 
 
+def _translate_phase(exc: BaseException, sent: bool, req: Request) -> S3FuncError:
+    """Map an exception raised while sending a request or reading its response head."""
+    if isinstance(exc, u3e.HTTPError) or not sent:
+        return translate_exception(exc, method=req.method, url=req.url)
+    if isinstance(exc, TimeoutError):
+        wrapped: BaseException = u3e.ReadTimeoutError(None, req.url, str(exc))  # type: ignore[arg-type]
+    elif isinstance(exc, ssl.SSLError):
+        wrapped = u3e.SSLError(exc)
+    else:  # reset, closed without an answer, a malformed status line: the exchange broke
+        wrapped = u3e.ProtocolError("connection aborted", exc)
+    return translate_exception(wrapped, method=req.method, url=req.url)
+
+
 def _rewind(body: Any, pos: int | None) -> bool:
     """Rewind a file-like body to ``pos``; False when it cannot be rewound."""
     if body is None or isinstance(body, (bytes, bytearray, memoryview)):
@@ -172,12 +188,6 @@ class Transport:
         self._lock = threading.Lock()
         self._pid = os.getpid()
 
-    def timeout(self, read: float | None = None) -> urllib3.Timeout:
-        """Return the urllib3 timeout, optionally with another read timeout."""
-        if read is None:
-            return self._timeout
-        return urllib3.Timeout(connect=self.connect_timeout, read=read)
-
     def pool(self, scheme: str, host: str, port: int) -> urllib3.HTTPConnectionPool:
         """Return the connection pool of one endpoint (created on first use, rebuilt after fork)."""
         key = (scheme, host, port)
@@ -220,26 +230,52 @@ class Transport:
         return urllib3.HTTPConnectionPool(host, port, **common)
 
     def open(self, req: Request, *, read_timeout: float | None = None) -> urllib3.HTTPResponse:
-        """Send one attempt and return the unread response (no retries, errors translated)."""
+        """Send one attempt and return the unread response (no retries, errors translated).
+
+        The request goes straight onto a pooled connection (``_get_conn``, then the
+        connection's ``request`` and ``getresponse``): the pool's ``urlopen`` would redo
+        per request what this transport settles once (timeouts, retries, redirects, host
+        checks), which costs more CPU than signing. Failures are classified by phase:
+        before the request is written they are connect errors (always safe to retry),
+        after it they are timeouts or broken connections (retried only when idempotent).
+        """
         pool = self.pool(req.scheme, req.host, req.port)
         try:
-            resp = pool.urlopen(
-                req.method,
-                req.path,
-                body=req.body,
-                headers=req.headers,
-                retries=False,
-                redirect=False,
-                assert_same_host=False,
-                timeout=self.timeout(read_timeout),
-                pool_timeout=self.pool_timeout,  # type: ignore[arg-type]  # a float works
-                preload_content=False,
-                decode_content=False,
-                chunked=req.chunked,
-            )
+            conn = pool._get_conn(timeout=self.pool_timeout)
         except (u3e.HTTPError, OSError) as exc:
             raise translate_exception(exc, method=req.method, url=req.url) from exc
-        return cast(urllib3.HTTPResponse, resp)
+        sent = False
+        try:
+            if conn.is_closed:
+                conn.timeout = self.connect_timeout
+                conn.connect()
+            conn.timeout = self.read_timeout if read_timeout is None else read_timeout
+            sent = True
+            try:
+                conn.request(
+                    req.method,
+                    req.path,
+                    body=req.body,
+                    headers=req.headers,
+                    chunked=req.chunked,
+                    preload_content=False,
+                    decode_content=False,
+                )
+            except OSError as exc:
+                # The server may answer before reading the whole body (an early error for
+                # a large upload): read that answer rather than report a broken pipe.
+                if exc.errno not in (errno.EPIPE, errno.ECONNRESET, errno.EPROTOTYPE):
+                    raise
+            resp = cast(urllib3.HTTPResponse, conn.getresponse())
+        except BaseException as exc:
+            conn.close()
+            pool._put_conn(None)  # frees the slot, as urllib3 does for a failed request
+            if isinstance(exc, (u3e.HTTPError, OSError, HTTPException)):
+                raise _translate_phase(exc, sent, req) from exc
+            raise
+        resp._pool = pool  # release_conn() puts the connection back
+        resp._connection = conn  # type: ignore[assignment]
+        return resp
 
     def send(
         self,
