@@ -98,6 +98,13 @@ def translate_exception(exc: BaseException, *, method: str | None, url: str | No
         cls, what = IncompleteBodyError, "connection broken"
     else:
         cls, what = TransportError, "transport error"
+    return _typed(cls, what, reason, method, url)
+
+
+def _typed(
+    cls: type[TransportError], what: str, reason: BaseException, method: str | None, url: str | None
+) -> TransportError:
+    where = f"{method} {url}" if method else (url or "request")
     detail = type(reason).__name__
     text = str(reason).strip()
     if text:
@@ -106,16 +113,24 @@ def translate_exception(exc: BaseException, *, method: str | None, url: str | No
 
 
 def _translate_phase(exc: BaseException, sent: bool, req: Request) -> S3FuncError:
-    """Map an exception raised while sending a request or reading its response head."""
-    if isinstance(exc, u3e.HTTPError) or not sent:
+    """Map an exception raised while connecting, sending or reading a response head.
+
+    urllib3's own exceptions keep their meaning; raw ``ssl``/socket/``http.client`` ones
+    are classified by the phase they happened in (before the request was written, the
+    server cannot have acted on it).
+    """
+    if isinstance(exc, u3e.HTTPError):
         return translate_exception(exc, method=req.method, url=req.url)
-    if isinstance(exc, TimeoutError):
-        wrapped: BaseException = u3e.ReadTimeoutError(None, req.url, str(exc))  # type: ignore[arg-type]
-    elif isinstance(exc, ssl.SSLError):
-        wrapped = u3e.SSLError(exc)
+    cls: type[TransportError]
+    if isinstance(exc, (ssl.SSLError, ssl.CertificateError)):
+        cls, what = ConnectError, "TLS error"
+    elif isinstance(exc, TimeoutError):
+        cls, what = TransportTimeout, ("read timeout" if sent else "connect timeout")
+    elif not sent:
+        cls, what = ConnectError, "could not connect"
     else:  # reset, closed without an answer, a malformed status line: the exchange broke
-        wrapped = u3e.ProtocolError("connection aborted", exc)
-    return translate_exception(wrapped, method=req.method, url=req.url)
+        cls, what = IncompleteBodyError, "connection broken"
+    return _typed(cls, what, exc, req.method, req.url)
 
 
 def _rewind(body: Any, pos: int | None) -> bool:

@@ -37,11 +37,19 @@ def test_one_pool_per_endpoint_and_connection_reuse(s3_session: S3Session) -> No
     assert pool.num_connections == 1  # one keep-alive connection served all 60 requests
 
 
-def test_timeouts_are_connect_and_read_never_total() -> None:
+def test_timeouts_are_connect_and_read_never_total(seaweedfs: Any) -> None:
     transport = Transport(connect_timeout=3, read_timeout=7)
     timeout = transport.pool("http", "127.0.0.1", 1).timeout
     assert isinstance(timeout, urllib3.Timeout)
     assert (timeout.connect_timeout, timeout.read_timeout, timeout.total) == (3, 7, None)
+    # On the wire: the socket of a used connection carries the read (idle) timeout.
+    session = seaweedfs.session(seaweedfs.bucket, connect_timeout=3, read_timeout=7)
+    session.put_object("timeouts", b"x")
+    (pool,) = session.transport._pools.values()
+    (conn,) = [c for c in pool.pool.queue if c is not None]
+    assert conn.sock.gettimeout() == 7
+    session.delete_object("timeouts")
+    session.close()
 
 
 def test_ca_bundle_certifi_and_ssl_cert_file(
