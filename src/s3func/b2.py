@@ -929,8 +929,13 @@ class B2Session(BaseSession):
             total = content_range.rsplit("/", 1)[1]
             object_size = int(total) if total.isdigit() else None
         checksums: dict[str, str] = {}
+        # The header is the SHA-1 of the whole file, on ranged answers too (so download_file
+        # can verify files that other tools uploaded); large files carry none, but b2sdk and
+        # others keep theirs as the ``large_file_sha1`` file info.
         sha1 = h.get("x-bz-content-sha1") or ""
-        if resp.status == 200 and _HEX40.match(sha1):
+        if not _HEX40.match(sha1):
+            sha1 = info.get("large_file_sha1") or ""
+        if _HEX40.match(sha1):
             checksums["sha1"] = sha1.lower()
         pinned_id = file_id or version_id
 

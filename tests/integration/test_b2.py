@@ -30,6 +30,7 @@ from s3func import (
     ConfigurationError,
     ConflictError,
     IncompleteBodyError,
+    IntegrityError,
     InvalidRangeError,
     NotFoundError,
     NotSupportedError,
@@ -748,6 +749,43 @@ def test_upload_and_download_file(
         got = b2_session.download_file(key, dest)
         assert dest.read_bytes() == data
         assert got.content_length == len(data)
+
+
+def _foreign_large_file(b2_session: B2Session, key: str, data: bytes, info_sha1: str) -> None:
+    """A large file as another tool writes it: no s3func hashes, ``large_file_sha1`` info."""
+    upload_id = b2_session._mpu_create(
+        key, metadata={"large_file_sha1": info_sha1}, content_type=None
+    )
+    half = len(data) // 2
+    parts = [
+        (1, b2_session._mpu_upload_part(key, upload_id, 1, data[:half], half)),
+        (2, b2_session._mpu_upload_part(key, upload_id, 2, data[half:], len(data) - half)),
+    ]
+    b2_session._mpu_complete(key, upload_id, parts)
+
+
+def test_download_file_verifies_b2_sha1_over_ranges(
+    b2_session: B2Session, tmp_path: Path
+) -> None:
+    data = bytes(range(256)) * 64  # 16 KiB, fetched as 4 ranges below
+    # A small file written without s3func's hashes: B2's own SHA-1 is the check, and
+    # ranged answers carry it too.
+    b2_session.put_object("plain.bin", data)
+    plain = b2_session.get_object("plain.bin", offset=0, length=10)
+    assert plain.known_checksums.get("sha1") == sha1(data) and plain.checksum is None
+    plain.close()
+    b2_session.download_file("plain.bin", tmp_path / "plain", part_size=4096)
+    assert (tmp_path / "plain").read_bytes() == data
+    # A large file: B2 stores no SHA-1; the large_file_sha1 info is used instead.
+    _foreign_large_file(b2_session, "big-ok.bin", data, sha1(data))
+    b2_session.download_file("big-ok.bin", tmp_path / "ok", part_size=4096)
+    assert (tmp_path / "ok").read_bytes() == data
+    # A wrong large_file_sha1 stands in for corruption: it must be caught, and no file left.
+    _foreign_large_file(b2_session, "big-bad.bin", data, "0" * 40)
+    with pytest.raises(IntegrityError) as info:
+        b2_session.download_file("big-bad.bin", tmp_path / "bad", part_size=4096)
+    assert info.value.algorithm == "sha1"
+    assert not (tmp_path / "bad").exists()
 
 
 def test_multipart_primitives(b2_emulator: B2Emulator, b2_session: B2Session) -> None:
