@@ -537,14 +537,6 @@ class ContentHash:
 
 
 
-def _prepass(
-    source: Source, size: int, part: int, algorithms: tuple[str, ...], whole: bool
-) -> tuple[str | None, list[dict[str, str]]]:
-    """Like :func:`prepass`, returning only the hex SHA-256 of the whole content."""
-    content, digests = prepass(source, size, part, algorithms, whole)
-    return (content.sha256 if content is not None else None), digests
-
-
 def prepass(
     source: Source, size: int, part: int, algorithms: tuple[str, ...], whole: bool
 ) -> tuple[ContentHash | None, list[dict[str, str]]]:

@@ -55,7 +55,7 @@ from .errors import (
 )
 from .models import ListResult, ObjectInfo, Response
 from .progress import ProgressLike, make_tracker
-from .response import SHA256_METADATA, ObjectResponse
+from .response import ObjectResponse
 from .retry import RetryPolicy, parse_retry_after
 from .session import BaseSession, Data, check_key, check_metadata
 
@@ -806,10 +806,10 @@ class B2Session(BaseSession):
             size = source.size
             digests: dict[str, str] = {}
             if content_sha256:
-                sha256, parts = _transfer._prepass(source, size, max(size, 1), ("sha1",), True)
-                assert sha256 is not None
+                content, parts = _transfer.prepass(source, size, max(size, 1), ("sha1",), True)
+                assert content is not None
                 digests = dict(parts[0])
-                info = _file_info(key, {**info, SHA256_METADATA: sha256})
+                info = _file_info(key, {**info, **content.metadata()})
             tracker, done = make_tracker(progress, size, desc=key)
             try:
                 reader = source.reader(0, size, digests=digests, meter=tracker.meter())

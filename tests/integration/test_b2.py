@@ -695,7 +695,11 @@ def test_small_stream_is_one_upload(b2_emulator: B2Emulator, b2_session: B2Sessi
     assert b2_session.get_object("s").data == data
     # content_sha256 asks for the same on a single upload of known size
     b2_session.put_object("t", data, content_sha256=True)
-    assert b2_session.head_object("t").metadata == {"s3func-sha256": sha256}
+    assert b2_session.head_object("t").metadata == {
+        "s3func-sha256": sha256, "s3func-crc32": crc32
+    }
+    got = b2_session.get_object("t")
+    assert got.checksum == ("crc32", crc32) and got.data == data  # the cheap check is used
 
 
 def test_large_put_part_retried_with_new_url(
