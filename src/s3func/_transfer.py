@@ -43,6 +43,7 @@ import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import IO, TYPE_CHECKING, Any, cast
 
+from ._localfs import copy_mode, create_temp, unlink_quietly
 from .errors import (
     ConfigurationError,
     IncompleteBodyError,
@@ -949,9 +950,7 @@ def download(
     workers = _concurrency(
         session, concurrency if concurrency is not None else session.download_concurrency
     )
-    import tempfile
-
-    fd, tmp = tempfile.mkstemp(prefix=f".{name[:100]}.", suffix=".s3func-tmp", dir=directory)
+    fd, tmp = create_temp(directory, f".{name[:100]}.", ".s3func-tmp")
     tracker: Tracker | None = None
     done: Callable[[], None] = _noop
     ok = False
@@ -975,9 +974,9 @@ def download(
             )
             err.algorithm, err.expected, err.actual = "size", str(size), "?"
             raise err
+        copy_mode(fd, tmp, target)
         os.close(fd)
         fd = -1
-        _set_mode(tmp, target)
         os.replace(tmp, target)
         ok = True
     finally:
@@ -985,8 +984,7 @@ def download(
         if not ok:
             if fd != -1:
                 os.close(fd)
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
+            unlink_quietly(tmp)
     return Response(
         status=200,
         headers=first.headers,
@@ -1185,27 +1183,3 @@ def _hash_written(
                 hasher.update(view[:n])
             pos += n
     result.append(hasher.hexdigest())
-
-
-def _umask() -> int:
-    try:
-        with open("/proc/self/status", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError):
-        pass
-    with _SEEK_LOCK:
-        mask = os.umask(0o022)
-        os.umask(mask)
-    return mask
-
-
-def _set_mode(tmp: str, target: str) -> None:
-    """Give the new file the target's mode if it exists, else the umask's default."""
-    try:
-        mode = stat.S_IMODE(os.stat(target).st_mode)
-    except OSError:
-        mode = 0o666 & ~_umask()
-    with contextlib.suppress(OSError):
-        os.chmod(tmp, mode)

@@ -32,7 +32,6 @@ import os
 import re
 import stat as stat_mod
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
@@ -43,6 +42,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, BinaryIO, Literal, Protocol, TextIO, cast, overload
 
 from . import _paths
+from ._localfs import copy_mode, create_temp, unlink_quietly
 from .errors import (
     ConfigurationError,
     HashMismatchError,
@@ -566,47 +566,14 @@ class _State:
 
 
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=_paths.TEMP_PREFIX, dir=path.parent)
+    fd, tmp = create_temp(str(path.parent), _paths.TEMP_PREFIX)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         os.replace(tmp, path)
     except BaseException:
-        _unlink_quietly(tmp)
+        unlink_quietly(tmp)
         raise
-
-
-_umask_lock = threading.Lock()
-_umask_value: int | None = None
-
-
-def _default_mode() -> int:
-    """The mode ``open()`` would give a new file (0o666 less the umask, read once)."""
-    global _umask_value
-    with _umask_lock:
-        if _umask_value is None:
-            _umask_value = os.umask(0o022)
-            os.umask(_umask_value)
-        return 0o666 & ~_umask_value
-
-
-def _give_mode(fd: int, path: str, like: str | None) -> None:
-    """Give the temporary file ``fd`` the mode of ``like`` (if it exists), else the default.
-
-    ``mkstemp`` creates files readable by the owner only; a file renamed into place must look
-    like one written with ``open()``.
-    """
-    mode = None
-    if like is not None:
-        with contextlib.suppress(OSError):
-            mode = stat_mod.S_IMODE(os.stat(like).st_mode)
-    if mode is None:
-        mode = _default_mode()
-    with contextlib.suppress(OSError):
-        if hasattr(os, "fchmod"):
-            os.fchmod(fd, mode)
-        else:  # pragma: no cover - Windows before 3.13
-            os.chmod(path, mode)
 
 
 @functools.lru_cache(maxsize=256)
@@ -618,11 +585,6 @@ def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]
-
-
-def _unlink_quietly(path: str | os.PathLike[str]) -> None:
-    with contextlib.suppress(OSError):
-        os.unlink(path)
 
 
 # --------------------------------------------------------------------------------------------
@@ -1476,9 +1438,9 @@ class S3Object:
             self._download_single(head)
         parent = os.path.dirname(self._local)
         os.makedirs(parent, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=_paths.TEMP_PREFIX, dir=parent)
+        fd, tmp = create_temp(parent, _paths.TEMP_PREFIX)
         try:
-            _give_mode(fd, tmp, self._local)
+            copy_mode(fd, tmp, self._local)
             if head is not None:
                 with open(self._local, "rb") as src, os.fdopen(os.dup(fd), "wb") as dst:
                     while chunk := src.read(_CHUNK):
@@ -1491,7 +1453,7 @@ class S3Object:
         except BaseException:
             if fd != -1:
                 os.close(fd)
-            _unlink_quietly(tmp)
+            unlink_quietly(tmp)
             raise
         self.upload(force_sync=True)
 
@@ -1664,7 +1626,7 @@ class S3Object:
 
     def _download_one(self, item: PlanItem, work: _Work, check_hash: bool, meter: _Meter) -> None:
         dest = work.local_file(item.rel)
-        fd, tmp = tempfile.mkstemp(prefix=_paths.TEMP_PREFIX, dir=os.path.dirname(dest))
+        fd, tmp = create_temp(os.path.dirname(dest), _paths.TEMP_PREFIX)
         resp: _Fields
         try:
             if item.size >= _LARGE_FILE or not check_hash:
@@ -1693,7 +1655,8 @@ class S3Object:
                     os.utime(fd, ns=times)
                 else:  # pragma: no cover - Windows
                     os.utime(tmp, ns=times)
-            _give_mode(fd, tmp, dest if item.rel in work.local else None)
+            if item.rel in work.local:  # a new file already has open()'s default mode
+                copy_mode(fd, tmp, dest)
             st = os.fstat(fd)
             os.close(fd)
             fd = -1
@@ -1701,7 +1664,7 @@ class S3Object:
         except BaseException as exc:
             if fd != -1:
                 os.close(fd)
-            _unlink_quietly(tmp)
+            unlink_quietly(tmp)
             if isinstance(exc, IntegrityError) and not isinstance(exc, HashMismatchError):
                 # The session's own end-of-body check (stored SHA-256, SHA-1, MD5, CRC32).
                 if exc.algorithm == "size":

@@ -17,6 +17,7 @@ LAYER = {
     "_config": 1,
     "retry": 1,
     "_paths": 1,
+    "_localfs": 1,
     "_http": 2,
     "response": 2,
     "progress": 2,
