@@ -531,9 +531,11 @@ class _State:
             self.entries = {}
         return self
 
-    def record(self, rel: str, st: os.stat_result, etag: str | None, sha256: str) -> None:
-        trusted = st.st_mtime_ns < time.time_ns() - _RACY_NS
-        entry = StateEntry(st.st_size, st.st_mtime_ns, etag, sha256, trusted)
+    def record(
+        self, rel: str, size: int, mtime_ns: int, etag: str | None, sha256: str
+    ) -> None:
+        trusted = mtime_ns < time.time_ns() - _RACY_NS
+        entry = StateEntry(size, mtime_ns, etag, sha256, trusted)
         with self._lock:
             self.entries[rel] = entry
             self.dirty = True
@@ -579,6 +581,28 @@ def _atomic_write_bytes(path: Path, data: bytes) -> None:
 @functools.lru_cache(maxsize=256)
 def _content_type(extension: str) -> str | None:
     return mimetypes.guess_type("file" + extension, strict=False)[0]
+
+
+def _read_small(path: str, size: int) -> bytes:
+    """Read a file expected to hold ``size`` bytes with as few system calls as possible.
+
+    (``open()`` adds an ``fstat`` and an ``ioctl``; with many transfer threads each call
+    hands the GIL around.) A file that changed size since it was scanned raises
+    :class:`SyncError`, so a half-written file is never uploaded as if complete.
+    """
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0))
+    try:
+        data = os.read(fd, size + 1)
+        while len(data) < size:  # a short read (rare on regular files)
+            more = os.read(fd, size + 1 - len(data))
+            if not more:
+                break
+            data += more
+    finally:
+        os.close(fd)
+    if len(data) != size:
+        raise SyncError(f"{path} changed while it was uploaded (size {size} became {len(data)})")
+    return data
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -1497,7 +1521,8 @@ class S3Object:
             )
             if same:
                 with contextlib.suppress(OSError):
-                    work.state.record(item.rel, os.stat(path), etag, sha)
+                    st = os.stat(path)
+                    work.state.record(item.rel, st.st_size, st.st_mtime_ns, etag, sha)
             return bool(same)
 
         for item, same in self._map(compare, checks):
@@ -1636,9 +1661,9 @@ class S3Object:
                 resp = self._session.download_file(item.key, tmp, progress=meter, verify=check_hash)
                 md5, sha, _ = _hash_file(tmp)
                 fd = os.open(tmp, os.O_RDONLY)
+                size = os.fstat(fd).st_size
             else:
-                resp, md5, sha = self._stream_to(item.key, fd)
-            size = os.fstat(fd).st_size
+                resp, md5, sha, size = self._stream_to(item.key, fd)
             if resp.content_length is not None and resp.content_length != size:
                 raise SyncError(
                     f"{item.key}: received {size} bytes, expected {resp.content_length}",
@@ -1657,7 +1682,14 @@ class S3Object:
                     os.utime(tmp, ns=times)
             if item.rel in work.local:  # a new file already has open()'s default mode
                 copy_mode(fd, tmp, dest)
-            st = os.fstat(fd)
+            # Every system call lets the other transfer threads take the GIL, which costs far
+            # more than the call itself with 8 threads: the state entry is built from what
+            # was written and set rather than from another fstat. (A file system that stores
+            # coarser times only makes the next scan hash this file once.)
+            entry = (size, mtime_ns) if mtime_ns is not None else None
+            if entry is None:
+                st = os.fstat(fd)
+                entry = (st.st_size, st.st_mtime_ns)
             os.close(fd)
             fd = -1
             os.replace(tmp, dest)
@@ -1677,13 +1709,25 @@ class S3Object:
                     exc.actual or "",
                 ) from exc
             raise
-        work.state.record(item.rel, st, etag, sha)
+        work.state.record(item.rel, entry[0], entry[1], etag, sha)
 
-    def _stream_to(self, key: str, fd: int) -> tuple[_Fields, str, str]:
-        """GET ``key`` into the open file ``fd``; return the response, MD5 and SHA-256."""
-        md5 = hashlib.md5(usedforsecurity=False)
+    def _stream_to(self, key: str, fd: int) -> tuple[_Fields, str, str, int]:
+        """GET ``key`` into the open file ``fd``; return the response, MD5, SHA-256, size.
+
+        The SHA-256 is always computed (the state file keeps it). The MD5 only when a plain
+        ETag is what :meth:`_verify_download` will compare. When that check covers the body,
+        the response's own end-of-body check is switched off: one hash less per file.
+        """
         sha = hashlib.sha256()
+        md5: Any = None
+        written = 0
         with self._session.get_object(key) as body:
+            stored = _stored_sha256(body)
+            etag = _bare_etag(body.etag)
+            if stored is None and not self._etag_is_sha1() and is_plain_md5(etag):
+                md5 = hashlib.md5(usedforsecurity=False)
+            if stored is not None or md5 is not None:
+                body._set_verify(False)  # _verify_download checks the same content
             length = body.content_length
             # One read for small bodies: asking for a large chunk would allocate it.
             step = -1 if length is not None and length <= _CHUNK else _CHUNK
@@ -1691,11 +1735,13 @@ class S3Object:
                 chunk = body.read(step)
                 if chunk:
                     _write_all(fd, chunk)
-                    md5.update(chunk)
+                    if md5 is not None:
+                        md5.update(chunk)
                     sha.update(chunk)
+                    written += len(chunk)
                 if step == -1 or not chunk:
                     break
-        return body, md5.hexdigest(), sha.hexdigest()
+        return body, (md5.hexdigest() if md5 is not None else ""), sha.hexdigest(), written
 
     def _verify_download(
         self, key: str, resp: _Fields, etag: str | None, md5: str, sha: str
@@ -1739,8 +1785,7 @@ class S3Object:
                     key=item.key,
                 )
         else:
-            with open(path, "rb") as f:
-                data = f.read()
+            data = _read_small(path, st.st_size)
             md5 = hashlib.md5(data, usedforsecurity=False).hexdigest()
             sha = hashlib.sha256(data).hexdigest()
             metadata[SHA256_METADATA] = sha
@@ -1759,7 +1804,7 @@ class S3Object:
                 md5,
                 etag,
             )
-        work.state.record(item.rel, st, etag, sha)
+        work.state.record(item.rel, st.st_size, st.st_mtime_ns, etag, sha)
 
     def _delete_local(
         self,

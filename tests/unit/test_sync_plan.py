@@ -377,8 +377,9 @@ def test_state_roundtrip_and_racy_entries(tmp_path: Path) -> None:
     g = tmp_path / "g"
     g.write_bytes(b"y")  # mtime is now: racy
     state = _State(tmp_path / "state" / "s.json")
-    state.record("f", os.stat(f), "e1", SHA_A)
-    state.record("g", os.stat(g), "e2", SHA_A)
+    st_f, st_g = os.stat(f), os.stat(g)
+    state.record("f", st_f.st_size, st_f.st_mtime_ns, "e1", SHA_A)
+    state.record("g", st_g.st_size, st_g.st_mtime_ns, "e2", SHA_A)
     state.save()
     loaded = _State(tmp_path / "state" / "s.json").load()
     assert loaded.entries["f"] == StateEntry(1, old, "e1", SHA_A, True)
@@ -393,3 +394,18 @@ def test_state_tolerates_bad_files(tmp_path: Path, content: bytes) -> None:
     path = tmp_path / "s.json"
     path.write_bytes(content)
     assert _State(path).load().entries == {}
+
+
+def test_read_small_refuses_a_file_that_changed_size(tmp_path: Path) -> None:
+    from s3func import SyncError
+    from s3func.sync import _read_small
+
+    f = tmp_path / "f"
+    f.write_bytes(b"hello world")
+    assert _read_small(str(f), 11) == b"hello world"
+    with pytest.raises(SyncError, match="changed"):
+        _read_small(str(f), 5)  # grew since the scan
+    with pytest.raises(SyncError, match="changed"):
+        _read_small(str(f), 20)  # shrank since the scan
+    (tmp_path / "e").write_bytes(b"")
+    assert _read_small(str(tmp_path / "e"), 0) == b""
