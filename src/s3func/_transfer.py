@@ -24,10 +24,12 @@ Uploads (:func:`put_large`, :func:`upload_path`)
 Downloads (:func:`download`)
     A first ranged GET returns the size, ETag, version and metadata; the other ranges are
     fetched on threads, pinned to that version (``If-Match``/version id), and written with
-    ``pwrite`` into a temporary file beside the target. The checksum (the stored SHA-256,
-    else the MD5 of a single-part ETag, else B2's SHA-1) is computed on another thread
-    that follows the contiguous written prefix. Only when size and checksum match is the
-    file renamed over the target, so a failed download never touches an existing file.
+    ``pwrite`` into a temporary file beside the target. A CRC-32 (the stored
+    ``s3func-crc32``) is computed per range as the bytes arrive and the range values are
+    combined; another checksum (stored SHA-256, B2's SHA-1, a single-part MD5) is computed
+    on a thread that follows the contiguous written prefix. Only when size and checksum
+    match is the file renamed over the target, so a failed download never touches an
+    existing file.
 """
 
 from __future__ import annotations
