@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import abc
 import os
+import re
 from collections.abc import Iterable, Iterator, Mapping
 from typing import IO, TYPE_CHECKING, Any, BinaryIO
 
@@ -29,6 +30,7 @@ __all__ = ["BaseSession", "Data", "check_key", "check_metadata"]
 Data = bytes | bytearray | memoryview | str | IO[bytes] | BinaryIO | Iterable[bytes]
 
 _MAX_KEY_BYTES = 1024
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _TCHARS = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
 
@@ -76,7 +78,7 @@ def check_metadata(metadata: Mapping[str, str] | None, *, limit: int = 2048) -> 
             )
         if not isinstance(value, str):
             raise ConfigurationError(f"metadata value for {name!r} must be a str")
-        if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        if _CONTROL.search(value):
             raise ConfigurationError(f"metadata value for {name!r} contains control characters")
         lower = name.lower()
         if lower in out:

@@ -58,7 +58,8 @@ def test_key_limits() -> None:
 
 def test_metadata_rules() -> None:
     assert check_metadata({"Source": "a"}) == {"source": "a"}
-    for bad in ({"bad name": "x"}, {"": "x"}, {"a": "line\nbreak"}, {"a": 1}, {"A": "1", "a": "2"}):
+    bad_values = ({"a": "line\nbreak"}, {"a": "nul\x00"}, {"a": "del\x7f"}, {"a": "\x1f"})
+    for bad in ({"bad name": "x"}, {"": "x"}, *bad_values, {"a": 1}, {"A": "1", "a": "2"}):
         with pytest.raises(ConfigurationError):
             check_metadata(bad)  # type: ignore[arg-type]
     with pytest.raises(ConfigurationError, match="2048"):
