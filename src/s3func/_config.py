@@ -91,12 +91,15 @@ class S3Config(FrozenValue):
         source: Where the credentials came from, e.g. ``"arguments"``, ``"environment"``,
             ``"shared credentials file (profile 'work')"``, ``"credential_process (profile
             'work')"`` or ``"config file (profile 'work')"``.
+        expires_at: When temporary credentials expire (seconds since the epoch), as a
+            ``credential_process`` reported it; ``None`` when they do not expire.
     """
 
     __slots__ = (
         "access_key_id",
         "addressing_style",
         "endpoint_url",
+        "expires_at",
         "region",
         "secret_access_key",
         "session_token",
@@ -111,6 +114,7 @@ class S3Config(FrozenValue):
     endpoint_url: str | None
     addressing_style: AddressingStyle
     source: str
+    expires_at: float | None
 
     def __init__(
         self,
@@ -121,6 +125,7 @@ class S3Config(FrozenValue):
         endpoint_url: str | None = None,
         addressing_style: AddressingStyle = "auto",
         source: str = "arguments",
+        expires_at: float | None = None,
     ) -> None:
         _check_nonempty(access_key_id, "access_key_id")
         _check_nonempty(secret_access_key, "secret_access_key")
@@ -137,6 +142,7 @@ class S3Config(FrozenValue):
         self._init_field("endpoint_url", endpoint_url)
         self._init_field("addressing_style", addressing_style)
         self._init_field("source", source)
+        self._init_field("expires_at", expires_at)
 
 
 class B2Credentials(FrozenValue):
@@ -260,11 +266,12 @@ def resolve_s3_config(
 
     prof = _Profile(env, profile)
 
+    expires_at: float | None = None
     if explicit is not None:
         key_id, secret, token = explicit
         source = "arguments"
     else:
-        key_id, secret, token, source = _credentials_from_env_or_profile(env, prof)
+        key_id, secret, token, source, expires_at = _credentials_from_env_or_profile(env, prof)
 
     if region is None:
         region = _region_from(env, prof)
@@ -281,6 +288,7 @@ def resolve_s3_config(
         endpoint_url=endpoint_url,
         addressing_style=style,
         source=source,
+        expires_at=expires_at,
     )
 
 
@@ -702,7 +710,8 @@ def _static_keys(section: dict[str, str] | None, where: str) -> tuple[str, str, 
 
 def _credentials_from_env_or_profile(
     env: Mapping[str, str], prof: _Profile
-) -> tuple[str, str, str | None, str]:
+) -> tuple[str, str, str | None, str, float | None]:
+    """Key id, secret, token, where they came from, and when they expire (or ``None``)."""
     tried = ["the access_key_id/secret_access_key arguments (not given)"]
     if prof.explicit:
         tried.append(
@@ -714,7 +723,7 @@ def _credentials_from_env_or_profile(
         secret = _env(env, "AWS_SECRET_ACCESS_KEY")
         if key_id is not None and secret is not None:
             token = _env(env, "AWS_SESSION_TOKEN") or _env(env, "AWS_SECURITY_TOKEN")
-            return key_id, secret, token, "environment"
+            return key_id, secret, token, "environment", None
         if key_id is not None or secret is not None:
             missing = "AWS_SECRET_ACCESS_KEY" if secret is None else "AWS_ACCESS_KEY_ID"
             raise ConfigurationError(
@@ -729,7 +738,7 @@ def _credentials_from_env_or_profile(
         cred_section, f"{label} in shared credentials file {prof.credentials_path!r}"
     )
     if keys is not None:
-        return (*keys, f"shared credentials file ({label})")
+        return (*keys, f"shared credentials file ({label})", None)
     tried.append(
         f"shared credentials file {prof.credentials_path!r} "
         f"({prof.absence(prof.credentials_exists, cred_section)})"
@@ -740,13 +749,13 @@ def _credentials_from_env_or_profile(
         "credential_process"
     )
     if process is not None and process.strip():
-        keys = _run_credential_process(process.strip(), label)
-        return (*keys, f"credential_process ({label})")
+        key_id, secret, token, expires = _run_credential_process(process.strip(), label)
+        return key_id, secret, token, f"credential_process ({label})", expires
     tried.append(f"credential_process ({label}: not configured)")
 
     keys = _static_keys(config_section, f"{label} in config file {prof.config_path!r}")
     if keys is not None:
-        return (*keys, f"config file ({label})")
+        return (*keys, f"config file ({label})", None)
     tried.append(
         f"static keys in config file {prof.config_path!r} "
         f"({prof.absence(prof.config_exists, config_section)})"
@@ -777,8 +786,13 @@ def _credentials_from_env_or_profile(
     )
 
 
-def _run_credential_process(command: str, label: str) -> tuple[str, str, str | None]:
+def _run_credential_process(
+    command: str, label: str
+) -> tuple[str, str, str | None, float | None]:
     """Run a ``credential_process`` command and parse its Version 1 JSON output.
+
+    Returns the key id, secret, session token and the ``Expiration`` (seconds since the
+    epoch; ``None`` when the output has none: the credentials do not expire).
 
     The command runs without a shell; its stderr goes to ours (so prompts and diagnostics
     stay visible), and neither its output nor its arguments ever reach a message.
@@ -839,7 +853,29 @@ def _run_credential_process(command: str, label: str) -> tuple[str, str, str | N
     if token is not None and (not isinstance(token, str) or not token):
         raise ConfigurationError(f"{where} printed an invalid SessionToken")
     assert isinstance(key_id, str) and isinstance(secret, str)  # narrowed above
-    return key_id, secret, token
+    return key_id, secret, token, _expiration(data.get("Expiration"), where)
+
+
+def _expiration(value: object, where: str) -> float | None:
+    """Parse a credential ``Expiration`` (ISO 8601, e.g. ``2026-11-21T12:00:00Z``)."""
+    if value is None:
+        return None
+    import datetime as dt
+
+    when = None
+    if isinstance(value, str):
+        text = value.strip()
+        if text.endswith(("Z", "z")):
+            text = text[:-1] + "+00:00"  # fromisoformat takes "Z" only from Python 3.11
+        try:
+            when = dt.datetime.fromisoformat(text)
+        except ValueError:
+            when = None
+    if when is None:
+        raise ConfigurationError(f"{where} printed an Expiration that is not an ISO 8601 time")
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.timezone.utc)
+    return when.timestamp()
 
 
 def _region_from(env: Mapping[str, str], prof: _Profile) -> str:

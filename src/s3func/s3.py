@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import logging
 import re
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from typing import IO, TYPE_CHECKING, Any, Literal, cast
 from urllib.parse import unquote_plus
 
 from . import _sigv4, _transfer
-from ._config import resolve_s3_config, validate_endpoint_url
+from ._config import S3Config, resolve_s3_config, validate_endpoint_url
 from ._http import Request
 from ._transfer import PartReader
 from .errors import (
@@ -42,7 +44,27 @@ if TYPE_CHECKING:
 
 __all__ = ["S3Session"]
 
+log = logging.getLogger("s3func")
+
 _META = "x-amz-meta-"
+#: Temporary credentials are fetched again this many seconds before they expire...
+_REFRESH_MARGIN = 300.0
+#: ...but never more often than this (credentials that are always near their expiry, or a
+#: failed refresh while the current ones are still valid).
+_REFRESH_RETRY = 30.0
+
+
+def _refresh_time(expires_at: float | None, now: float) -> float | None:
+    """When to fetch credentials that expire at ``expires_at`` again (``None``: never).
+
+    ``_REFRESH_MARGIN`` before the expiry; for credentials that are already that close,
+    half-way to the expiry (at most ``_REFRESH_RETRY`` from now; at once when expired).
+    """
+    if expires_at is None:
+        return None
+    soon = now + min(_REFRESH_RETRY, max(expires_at - now, 0.0) / 2)
+    return max(expires_at - _REFRESH_MARGIN, soon)
+
 _AUTH_CODES = frozenset(
     {
         "InvalidAccessKeyId",
@@ -234,15 +256,18 @@ class S3Session(BaseSession):
             ca_bundle=ca_bundle,
             verify_tls=verify_tls,
         )
-        config = resolve_s3_config(
-            access_key_id=access_key_id,
-            secret_access_key=access_key,
-            session_token=session_token,
-            region=region,
-            endpoint_url=endpoint_url,
-            profile=profile,
-            addressing_style=addressing_style,
-        )
+        def resolve() -> S3Config:
+            return resolve_s3_config(
+                access_key_id=access_key_id,
+                secret_access_key=access_key,
+                session_token=session_token,
+                region=region,
+                endpoint_url=endpoint_url,
+                profile=profile,
+                addressing_style=addressing_style,
+            )
+
+        config = resolve()
         self.region = config.region
         self.credentials_source = config.source
         self._signer = _sigv4.Signer(
@@ -251,6 +276,12 @@ class S3Session(BaseSession):
             config.session_token,
             region=config.region,
         )
+        # Temporary credentials (a credential_process that reports an Expiration) are
+        # fetched again shortly before they expire: see _current_signer.
+        self._resolve = resolve
+        self._expires_at = config.expires_at
+        self._refresh_at = _refresh_time(config.expires_at, time.time())
+        self._refresh_lock = threading.Lock()
         endpoint = config.endpoint_url or f"https://s3.{config.region}.amazonaws.com"
         scheme, host, port, base_path = validate_endpoint_url(endpoint)
         self.endpoint_url = endpoint.rstrip("/")
@@ -327,13 +358,12 @@ class S3Session(BaseSession):
             else:
                 payload_hash = _sigv4.UNSIGNED_PAYLOAD
         base_headers = headers or {}
-        signer = self._signer
         scheme, port = self._scheme, self._port
 
         def prepare(attempt: int) -> Request:
             h = dict(base_headers)
             h["host"] = sign_host
-            signer.sign_headers(
+            self._current_signer().sign_headers(
                 method,
                 sign_host,
                 path,
@@ -355,6 +385,45 @@ class S3Session(BaseSession):
             check_ok=check_ok,
             read_timeout=read_timeout,
         )
+
+    def _current_signer(self) -> _sigv4.Signer:
+        """The signer, with temporary credentials fetched again when they are about to expire.
+
+        The refresh runs the credential resolution again (for example the profile's
+        ``credential_process``) once, under a lock, from ``_REFRESH_MARGIN`` seconds before
+        the expiry. If it fails while the old credentials are still valid, they stay in use
+        (a warning is logged and the refresh is tried again later); once they have expired,
+        the failure is raised.
+        """
+        refresh_at = self._refresh_at
+        if refresh_at is None or time.time() < refresh_at:
+            return self._signer
+        with self._refresh_lock:
+            now = time.time()
+            if self._refresh_at is None or now < self._refresh_at:
+                return self._signer  # another thread refreshed meanwhile
+            try:
+                config = self._resolve()
+            except ConfigurationError as exc:
+                if self._expires_at is not None and now < self._expires_at:
+                    log.warning(
+                        "could not refresh the temporary credentials (%s); the current ones "
+                        "stay in use until they expire",
+                        exc,
+                    )
+                    self._refresh_at = now + _REFRESH_RETRY
+                    return self._signer
+                raise
+            self._signer = _sigv4.Signer(
+                config.access_key_id,
+                config.secret_access_key,
+                config.session_token,
+                region=config.region,
+            )
+            self._expires_at = config.expires_at
+            self._refresh_at = _refresh_time(config.expires_at, now)
+            log.info("refreshed the temporary credentials from %s", config.source)
+            return self._signer
 
     def _host_for_service(self) -> tuple[str, str]:
         host = (
@@ -1454,7 +1523,7 @@ class S3Session(BaseSession):
             raise ConfigurationError("expires must be between 1 second and 7 days (604800)")
         path = self._bucket_path + "/" + _sigv4.quote_path(key)
         params = [("versionId", version_id)] if version_id else []
-        query = self._signer.presign(
+        query = self._current_signer().presign(
             method,
             self._sign_host,
             path,

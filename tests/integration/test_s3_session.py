@@ -462,3 +462,90 @@ def test_we_read_what_boto3_writes(s3_session: S3Session, boto3_client: Any) -> 
     assert resp.metadata == {"writer": "boto3"} and resp.content_type == "text/x-boto"
     listed = s3_session.list_objects(prefix="oracle/").keys()
     assert listed == ["oracle/theirs.txt"]
+
+
+# -- temporary credentials from a credential_process are refreshed --------------------------
+
+
+def _process_profile(
+    seaweedfs: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Any, expiration: str
+) -> Any:
+    """A profile whose credential_process prints the server's keys and counts its runs.
+
+    The helper fails (exit 3) once the file ``fail`` exists in ``tmp_path``.
+    """
+    import shlex
+    import sys
+
+    runs = tmp_path / "runs"
+    helper = tmp_path / "helper.py"
+    helper.write_text(
+        "import json, pathlib, sys\n"
+        f"base = pathlib.Path({str(tmp_path)!r})\n"
+        "if (base / 'fail').exists():\n"
+        "    sys.exit(3)\n"
+        "with open(base / 'runs', 'a') as f:\n"
+        "    f.write('x')\n"
+        f"print(json.dumps({{'Version': 1, 'AccessKeyId': {seaweedfs.access_key_id!r},\n"
+        f"    'SecretAccessKey': {seaweedfs.access_key!r}, 'Expiration': {expiration!r}}}))\n"
+    )
+    command = f"{shlex.quote(sys.executable)} {shlex.quote(str(helper))}"
+    config = tmp_path / "config"
+    config.write_text(
+        f"[profile temp]\nregion = {seaweedfs.region}\nendpoint_url = {seaweedfs.endpoint_url}\n"
+        f"credential_process = {command}\n"
+    )
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL",
+                 "AWS_ENDPOINT_URL_S3", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+    return runs
+
+
+def test_long_lived_process_credentials_are_fetched_once(
+    seaweedfs: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    runs = _process_profile(seaweedfs, monkeypatch, tmp_path, "2099-01-01T00:00:00Z")
+    session = S3Session(bucket=seaweedfs.bucket, profile="temp")
+    for i in range(3):
+        session.put_object(f"temp/{i}", b"x")
+    assert runs.read_text() == "x"
+
+
+def test_expiring_process_credentials_are_fetched_again(
+    seaweedfs: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Any, caplog: Any
+) -> None:
+    # Credentials that are already expired when they arrive: every request fetches again
+    # (each run prints the same past Expiration), and no request is signed with stale ones.
+    runs = _process_profile(seaweedfs, monkeypatch, tmp_path, "2001-01-01T00:00:00Z")
+    session = S3Session(bucket=seaweedfs.bucket, profile="temp")
+    assert runs.read_text() == "x"
+    with caplog.at_level("INFO", logger="s3func"):
+        session.put_object("temp/a", b"a")
+        assert session.get_object("temp/a").data == b"a"
+    assert runs.read_text() == "xxx"
+    assert "refreshed the temporary credentials" in caplog.text
+    assert seaweedfs.access_key not in caplog.text
+    # Expired and the process now fails: the failure is raised, typed, without secrets.
+    (tmp_path / "fail").write_text("")
+    with pytest.raises(ConfigurationError, match="credential_process") as info:
+        session.head_object("temp/a")
+    assert seaweedfs.access_key not in str(info.value)
+
+
+def test_failed_refresh_keeps_valid_credentials(
+    seaweedfs: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Any, caplog: Any
+) -> None:
+    import datetime as dt
+
+    soon = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=120)  # inside the margin
+    runs = _process_profile(seaweedfs, monkeypatch, tmp_path, soon.isoformat())
+    session = S3Session(bucket=seaweedfs.bucket, profile="temp")
+    (tmp_path / "fail").write_text("")
+    session._refresh_at = 0.0  # the refresh is due now (normally up to 30 s after creation)
+    with caplog.at_level("WARNING", logger="s3func"):
+        session.put_object("temp/b", b"b")  # signed with the still-valid credentials
+    assert "could not refresh the temporary credentials" in caplog.text
+    assert runs.read_text() == "x"
+    assert session._refresh_at is not None and session._refresh_at > 0.0  # retried later

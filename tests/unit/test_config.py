@@ -1218,3 +1218,42 @@ def test_heavy_modules_are_imported_lazily() -> None:
             top_level.add(node.module.split(".")[0])
     lazy = {"configparser", "os", "shlex", "subprocess", "json", "urllib", "ipaddress", "re"}
     assert not top_level & lazy
+
+
+@pytest.mark.parametrize(
+    ("printed", "expected"),
+    [
+        ('"2099-01-01T00:00:00Z"', 4070908800.0),
+        ('"2099-01-01T02:00:00+02:00"', 4070908800.0),
+        ('"2099-01-01T00:00:00"', 4070908800.0),  # no zone: UTC, as AWS tools write it
+        ("null", None),
+    ],
+)
+def test_credential_process_expiration(
+    tmp_path: Path, printed: str, expected: float | None
+) -> None:
+    command = helper_script(
+        tmp_path,
+        'print(\'{"Version": 1, "AccessKeyId": "AKIDP", "SecretAccessKey": "S", '
+        f'"Expiration": {printed}}}\')\n',
+    )
+    env = make_env(tmp_path, credentials=f"[default]\ncredential_process = {command}\n")
+    assert resolve_s3_config(env=env).expires_at == expected
+
+
+def test_credential_process_bad_expiration(tmp_path: Path) -> None:
+    command = helper_script(
+        tmp_path,
+        f'print(\'{{"Version": 1, "AccessKeyId": "AKIDP", "SecretAccessKey": "{SECRET}", '
+        '"Expiration": "tomorrow"}\')\n',
+    )
+    env = make_env(tmp_path, credentials=f"[default]\ncredential_process = {command}\n")
+    with pytest.raises(ConfigurationError, match="Expiration") as info:
+        resolve_s3_config(env=env)
+    assert_no_secret(info.value, SECRET)
+
+
+def test_static_credentials_never_expire(tmp_path: Path) -> None:
+    env = make_env(tmp_path, credentials=CREDS)
+    assert resolve_s3_config(env=env).expires_at is None
+    assert resolve_s3_config(access_key_id="A", secret_access_key="B").expires_at is None
