@@ -12,7 +12,8 @@ Uploads (:func:`put_large`, :func:`upload_path`)
     * Known size: a pre-pass computes the SHA-256 of the whole content (stored as the
       ``s3func-sha256`` user metadata, which must be known when the upload is created) and,
       on a second core at the same time, the per-part digests the backend needs (the SigV4
-      payload hash over plain HTTP, B2's SHA-1), so that the upload itself hashes nothing.
+      payload hash over plain HTTP, B2's SHA-1) and per-part CRC-32s, combined into the
+      stored ``s3func-crc32``, so that the upload itself hashes nothing.
     * Unknown size: parts are read into buffers one after the other (at most ``concurrency``
       buffers exist at once: memory is about ``concurrency * part_size``), hashed as they
       are read, and the SHA-256 is stored after completion with a server-side copy onto
