@@ -216,6 +216,16 @@ class PartReader(io.RawIOBase):
         self._pending = len(chunk)
         return chunk
 
+    def as_bytes(self, limit: int) -> bytes | None:
+        """The whole body as ``bytes`` when it is in memory, unmetered and at most ``limit``.
+
+        Lets a backend send a small body in one piece (and reuse :attr:`digests`) instead of
+        streaming it block by block; ``None`` otherwise.
+        """
+        if self._view is None or self._meter is not None or self.size > limit:
+            return None
+        return bytes(self._view)
+
     def readinto(self, buffer: Any) -> int:
         chunk = self.read(len(memoryview(buffer)))
         n = len(chunk)

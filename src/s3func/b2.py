@@ -1686,6 +1686,10 @@ def _upload_payload(
     appended after the data (the SHA-1 returned is then ``""``: send ``hex_digits_at_end``).
     A non-seekable file's ``size`` bytes are read into memory and hashed.
     """
+    if isinstance(body, PartReader):
+        small = body.as_bytes(_SMALL_BODY)
+        if small is not None:  # in memory and unmetered (the sync engine's small files)
+            return small, body.hexdigest("sha1")
     if isinstance(body, (bytes, bytearray, memoryview)):
         data = bytes(body)
         return data, hashlib.sha1(data).hexdigest()  # noqa: S324 - B2's check is SHA-1

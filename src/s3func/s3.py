@@ -929,6 +929,9 @@ class S3Session(BaseSession):
         reader: PartReader | None
         if isinstance(body, PartReader):
             reader = body
+            small = None if self._checksum else reader.as_bytes(_SMALL_BODY)
+            if small is not None:  # in memory, hashed already (the sync engine's uploads)
+                return small, reader.hexdigest("sha256") if self._sign_payload else None
         elif isinstance(body, (bytes, bytearray, memoryview)):
             view = memoryview(body).cast("B")
             if len(view) <= _SMALL_BODY and not self._checksum:

@@ -43,6 +43,7 @@ from typing import IO, TYPE_CHECKING, Any, BinaryIO, Literal, Protocol, TextIO, 
 
 from . import _paths
 from ._localfs import copy_mode, create_temp, unlink_quietly
+from ._transfer import PartReader
 from .errors import (
     ConfigurationError,
     HashMismatchError,
@@ -1789,8 +1790,10 @@ class S3Object:
             md5 = hashlib.md5(data, usedforsecurity=False).hexdigest()
             sha = hashlib.sha256(data).hexdigest()
             metadata[SHA256_METADATA] = sha
+            # The SHA-256 doubles as the SigV4 payload hash: handed over, not computed again.
+            body = PartReader.from_view(memoryview(data), digests={"sha256": sha})
             resp = self._session.put_object(
-                item.key, data, metadata=metadata, content_type=content_type
+                item.key, body, metadata=metadata, content_type=content_type
             )
         etag = _bare_etag(resp.etag)
         md5_etag = not self._etag_is_sha1() and is_plain_md5(etag)

@@ -381,6 +381,27 @@ def test_payload_is_signed_over_http_by_default(
     )  # no flexible checksums on a non-AWS endpoint
 
 
+def test_sync_uploads_sign_with_the_hash_they_store(
+    seaweedfs: Any, s3_session: S3Session, fault_proxy: Any, tmp_path: Path
+) -> None:
+    # S3Object hashes each small file once and hands the SHA-256 to the session as the
+    # payload hash; the server here does not check it, so the wire is checked instead.
+    from s3func import S3Object
+
+    files = {"a.txt": b"alpha", "b.bin": os.urandom(3000)}
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    with seaweedfs.session(s3_session.bucket, endpoint_url=fault_proxy.url) as via:
+        S3Object(f"s3://{s3_session.bucket}/sync/", local_path=tmp_path, session=via).upload()
+    puts = {r.target.rsplit("/", 1)[1]: r for r in _puts(fault_proxy)}
+    for name, data in files.items():
+        record = puts[name]
+        assert record.body == data
+        assert record.header("x-amz-content-sha256") == sha(data)
+        assert record.header("x-amz-meta-s3func-sha256") == sha(data)
+    assert s3_session.get_object("sync/b.bin").data == files["b.bin"]
+
+
 def test_unsigned_payload_and_crc32_checksums(
     seaweedfs: Any, s3_session: S3Session, fault_proxy: Any
 ) -> None:

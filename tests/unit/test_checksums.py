@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import random
 import zlib
+from pathlib import Path
 
 import pytest
 
@@ -49,3 +51,20 @@ def test_prepass_whole_and_part_hashes(size: int, part: int, algorithms: tuple[s
     for name in algorithms:
         assert [d[name] for d in digests] == [hashlib.new(name, c).hexdigest() for c in chunks]
     assert all("crc32" not in d for d in digests)
+
+
+def test_part_reader_as_bytes_only_for_small_unmetered_memory(tmp_path: Path) -> None:
+    from s3func._transfer import FdSource, PartReader
+
+    data = b"0123456789"
+    reader = PartReader.from_view(memoryview(data), digests={"sha256": "given"})
+    assert reader.as_bytes(10) == data and reader.hexdigest("sha256") == "given"
+    assert reader.as_bytes(9) is None  # over the limit: streamed instead
+    metered = PartReader.from_view(memoryview(data), meter=lambda n: None)  # type: ignore[arg-type]
+    assert metered.as_bytes(10) is None  # progress needs the block-by-block path
+    (tmp_path / "f").write_bytes(data)
+    fd = os.open(tmp_path / "f", os.O_RDONLY)
+    try:
+        assert FdSource(fd, 0, len(data)).reader(0, len(data)).as_bytes(10) is None
+    finally:
+        os.close(fd)
