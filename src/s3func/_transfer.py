@@ -77,6 +77,7 @@ __all__ = [
     "as_source",
     "choose_part_size",
     "download",
+    "is_seekable",
     "prepass",
     "put_large",
     "upload_path",
@@ -451,7 +452,7 @@ def as_source(data: Any) -> Source:
 
         return MemorySource(view, release)
     if hasattr(data, "read"):
-        if _seekable(data):
+        if is_seekable(data):
             start = data.tell()
             fd = _regular_fd(data)
             if fd is not None:
@@ -471,7 +472,8 @@ def as_source(data: Any) -> Source:
     )
 
 
-def _seekable(f: Any) -> bool:
+def is_seekable(f: Any) -> bool:
+    """Whether a file object can seek (``False`` for objects that fail to say)."""
     try:
         return bool(f.seekable())
     except (AttributeError, OSError, ValueError):

@@ -1693,18 +1693,11 @@ def _upload_payload(
     if isinstance(body, (bytes, bytearray, memoryview)):
         data = bytes(body)
         return data, hashlib.sha1(data).hexdigest()  # noqa: S324 - B2's check is SHA-1
-    if _seekable(body):
+    if _transfer.is_seekable(body):
         known = _known_sha1(body)
         return _HashingBody(body, size, trailer=not known), known or ""
     data = bytes(body.read(size))
     return data, hashlib.sha1(data).hexdigest()  # noqa: S324
-
-
-def _seekable(f: Any) -> bool:
-    try:
-        return bool(f.seekable())
-    except (AttributeError, OSError, ValueError):
-        return False
 
 
 def _known_sha1(body: Any) -> str | None:

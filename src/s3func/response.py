@@ -434,18 +434,13 @@ class ObjectResponse(io.BufferedIOBase):
         The buffer is filled completely unless the body ends first; no intermediate copy is
         made.
         """
-        self._check_open()
-        view = memoryview(buffer).cast("B")
-        if not len(view):
-            return 0
-        if self._data is not None:
-            chunk = self._serve(len(view))
-            view[: len(chunk)] = chunk
-            return len(chunk)
-        return self._readinto(view, one_call=False)
+        return self._readinto_buffer(buffer, one_call=False)
 
     def readinto1(self, buffer: WriteableBuffer) -> int:
         """Like :meth:`readinto`, with at most one read from the connection."""
+        return self._readinto_buffer(buffer, one_call=True)
+
+    def _readinto_buffer(self, buffer: WriteableBuffer, *, one_call: bool) -> int:
         self._check_open()
         view = memoryview(buffer).cast("B")
         if not len(view):
@@ -454,7 +449,7 @@ class ObjectResponse(io.BufferedIOBase):
             chunk = self._serve(len(view))
             view[: len(chunk)] = chunk
             return len(chunk)
-        return self._readinto(view, one_call=True)
+        return self._readinto(view, one_call=one_call)
 
     def __iter__(self) -> Iterator[bytes]:
         """Iterate over the body in chunks of up to 1 MiB (not lines)."""

@@ -164,13 +164,6 @@ def _multipart_etag(etags: list[str]) -> str:
     return hashlib.md5(joined).hexdigest() + f"-{len(etags)}"  # noqa: S324
 
 
-def _transfer_seekable(f: Any) -> bool:
-    try:
-        return bool(f.seekable())
-    except (AttributeError, OSError, ValueError):
-        return False
-
-
 def _xml_escape(text: str) -> str:
     return (
         text.replace("&", "&amp;")
@@ -943,7 +936,7 @@ class S3Session(BaseSession):
             reader = None
         if reader is None:
             f = cast(IO[bytes], body)
-            if not _transfer_seekable(f):
+            if not _transfer.is_seekable(f):
                 data = f.read(size)
                 return self._payload(data, len(data), headers)
             payload_hash = _hash_file(f) if self._sign_payload else None
