@@ -14,9 +14,11 @@ Operations (``--ops``):
   threads (s5cmd: ``--numworkers``, from and to local files).
 
 Clients (``--clients``): s3func, boto3, minio, obstore, s5cmd and ``urllib3`` (a bare urllib3
-single stream on a presigned URL: the yardstick for the streamed GET). Missing clients are
+single stream on a presigned URL: the yardstick for the streamed GET); ``s3func-noverify``
+(checksum verification off) and ``s3func-zlib`` (zlib's CRC-32, as without the ``fast``
+extra) show what the check costs. Missing clients are
 skipped. The GET operations all read the same object, uploaded once with s3func's
-``upload_file`` (so s3func verifies its stored SHA-256 while reading).
+``upload_file`` (so s3func verifies its stored CRC-32 while reading).
 
 Usage::
 
@@ -47,7 +49,7 @@ from typing import Any
 
 MiB = 1 << 20
 GiB = 1 << 30
-ALL_CLIENTS = ["s3func", "s3func-noverify", "boto3", "minio", "obstore", "s5cmd", "urllib3"]
+ALL_CLIENTS = ["s3func", "s3func-noverify", "s3func-zlib", "boto3", "minio", "obstore", "s5cmd", "urllib3"]
 ALL_OPS = ["put", "get_stream", "download_file", "get_memory", "small"]
 SHARED = "shared/big"
 
@@ -153,7 +155,7 @@ def run_op(client: str, op: str, ctx: dict[str, Any]) -> int:
     """Run one operation; return the bytes (or files) it moved."""
     bucket, src, dst, size = ctx["bucket"], ctx["src"], ctx["dst"], ctx["size"]
     key = f"{client}/big"
-    if client in ("s3func", "s3func-noverify"):
+    if client.startswith("s3func"):
         s = ctx["handle"]
         if op == "put":
             s.upload_file(key, src)
@@ -300,7 +302,9 @@ def _small(client: str, ctx: dict[str, Any]) -> dict[str, float]:
 
 
 def child(client: str, op: str, ctx: dict[str, Any]) -> dict[str, Any]:
-    makers = {"s3func": _s3func, "s3func-noverify": _s3func, "boto3": _boto3, "minio": _minio,
+    if client == "s3func-zlib":
+        sys.modules["isal"] = sys.modules["isal.isal_zlib"] = None  # type: ignore[assignment]
+    makers = {"s3func": _s3func, "s3func-noverify": _s3func, "s3func-zlib": _s3func, "boto3": _boto3, "minio": _minio,
               "obstore": _obstore}
     if client in makers:
         ctx["handle"] = makers[client](ctx)
@@ -333,7 +337,7 @@ def child(client: str, op: str, ctx: dict[str, Any]) -> dict[str, Any]:
 def available(client: str) -> bool:
     if client == "s5cmd":
         return s5cmd_binary() is not None
-    module = {"s3func": "s3func", "s3func-noverify": "s3func", "boto3": "boto3", "minio": "minio", "obstore": "obstore",
+    module = {"s3func": "s3func", "s3func-noverify": "s3func", "s3func-zlib": "s3func", "boto3": "boto3", "minio": "minio", "obstore": "obstore",
               "urllib3": "urllib3"}[client]
     import importlib.util
 
@@ -343,6 +347,7 @@ def available(client: str) -> bool:
 SUPPORTED = {
     "s3func": set(ALL_OPS),
     "s3func-noverify": {"get_stream", "download_file", "get_memory"},
+    "s3func-zlib": {"get_stream", "download_file"},
     "boto3": set(ALL_OPS),
     "minio": set(ALL_OPS),
     "obstore": {"put", "get_stream", "get_memory", "small"},
@@ -501,7 +506,11 @@ def report(results: dict[str, dict[str, list[dict[str, Any]]]], size: int, args:
     check("streamed GET vs bare urllib3", ("get_stream", "s3func"), ("get_stream", "urllib3"), 0.95)
     check("streamed GET, verification off, vs bare urllib3", ("get_stream", "s3func-noverify"),
           ("get_stream", "urllib3"), 0.95)
+    check("streamed GET, zlib's CRC-32 (no fast extra), vs bare urllib3",
+          ("get_stream", "s3func-zlib"), ("get_stream", "urllib3"), 0.95)
     check("download_file vs s5cmd", ("download_file", "s3func"), ("download_file", "s5cmd"), 1.0)
+    check("download_file, zlib's CRC-32 (no fast extra), vs s5cmd", ("download_file", "s3func-zlib"),
+          ("download_file", "s5cmd"), 1.0)
     check("streamed GET peak RSS", ("get_stream", "s3func"), None, 0, 48)
     check("download_file peak RSS", ("download_file", "s3func"), None, 0, 48)
     check("upload_file vs boto3", ("put", "s3func"), ("put", "boto3"), 1.2)

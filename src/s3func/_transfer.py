@@ -42,7 +42,6 @@ import os
 import queue
 import stat
 import threading
-import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import IO, TYPE_CHECKING, Any, cast
 
@@ -63,6 +62,7 @@ from .response import (
     SHA256_METADATA,
     ObjectResponse,
     crc32_combine,
+    crc32_function,
     new_hasher,
 )
 
@@ -1064,6 +1064,7 @@ def _parallel(
     # A CRC-32 is computed per range while the bytes are hot in the cache, and the range
     # values are combined at the end; other checksums follow the written prefix instead.
     crcs: list[int] | None = [0] * len(ranges) if check and check[0] == "crc32" else None
+    crc32 = crc32_function()
     local = threading.local()
 
     def fetch(index: int, resp: ObjectResponse | None = None) -> None:
@@ -1097,7 +1098,7 @@ def _parallel(
                             key=key,
                         )
                     if crcs is not None:
-                        crc = zlib.crc32(view[:n], crc)
+                        crc = crc32(view[:n], crc)
                     _pwrite(fd, view[:n], pos)
                     pos += n
                     tracker.add(n)

@@ -61,6 +61,7 @@ __all__ = [
     "ObjectResponse",
     "Reopen",
     "crc32_combine",
+    "crc32_function",
     "new_hasher",
 ]
 
@@ -90,17 +91,33 @@ _BACKGROUND_MIN = 16 << 20
 _BODY_ERRORS = (OSError, HTTPException, u3e.HTTPError)
 
 
-class _Crc32:
-    """zlib's CRC-32 behind the ``hashlib`` interface (``update``/``hexdigest``)."""
+@functools.cache
+def crc32_function() -> Callable[[Any, int], int]:
+    """The fastest CRC-32 available: ``crc32(data, value) -> int``, same values as zlib's.
 
-    __slots__ = ("value",)
+    ISA-L's (the ``fast`` extra, package ``isal``) uses the CPU's carry-less multiply and
+    runs about 4x faster than zlib 1.2's here (12 vs 3 GB/s); without it, :func:`zlib.crc32`.
+    Both release the GIL on large buffers. Looked up once, on first use.
+    """
+    try:
+        from isal.isal_zlib import crc32
+    except ImportError:
+        return zlib.crc32
+    return crc32
+
+
+class _Crc32:
+    """A CRC-32 behind the ``hashlib`` interface (``update``/``hexdigest``)."""
+
+    __slots__ = ("_crc32", "value")
     name = "crc32"
 
     def __init__(self) -> None:
         self.value = 0
+        self._crc32 = crc32_function()
 
     def update(self, data: Any) -> None:
-        self.value = zlib.crc32(data, self.value)
+        self.value = self._crc32(data, self.value)
 
     def digest(self) -> bytes:
         return self.value.to_bytes(4, "big")

@@ -5,13 +5,15 @@ from __future__ import annotations
 import hashlib
 import os
 import random
+import sys
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from s3func._transfer import as_source, prepass
-from s3func.response import crc32_combine
+from s3func.response import crc32_combine, crc32_function, new_hasher
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -24,6 +26,35 @@ def test_crc32_combine_matches_zlib(seed: int) -> None:
     for piece in pieces[1:]:
         total = crc32_combine(total, zlib.crc32(piece), len(piece))
     assert total == zlib.crc32(data)
+
+
+@pytest.fixture
+def no_fast_crc(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Import as if the ``fast`` extra (isal) were not installed."""
+    monkeypatch.setitem(sys.modules, "isal", None)
+    monkeypatch.setitem(sys.modules, "isal.isal_zlib", None)
+    crc32_function.cache_clear()
+    yield
+    crc32_function.cache_clear()
+
+
+def test_crc32_fast_extra_matches_zlib() -> None:
+    pytest.importorskip("isal")
+    fast = crc32_function()
+    assert fast is not zlib.crc32 and fast.__module__.startswith("isal")
+    rng = random.Random(7)
+    for size in (0, 1, 15, 16, 63, 64, 4095, 65_537, 1 << 20):
+        data = rng.randbytes(size)
+        assert fast(data, 0) == zlib.crc32(data)
+        assert fast(memoryview(data)[1:], zlib.crc32(data[:1])) == zlib.crc32(data)
+
+
+@pytest.mark.usefixtures("no_fast_crc")
+def test_crc32_without_fast_extra_is_zlib() -> None:
+    assert crc32_function() is zlib.crc32
+    h = new_hasher("crc32")
+    h.update(b"123456789")
+    assert h.hexdigest() == "cbf43926"  # the CRC-32 check value
 
 
 def test_crc32_combine_edges() -> None:
