@@ -15,7 +15,9 @@ requests, and then does one of:
 * ``cut``: forward, then close the connection after ``after_bytes`` bytes of response body;
 * ``stall``: forward, then stop sending for ``seconds`` (or until :meth:`Rule.release`) after
   ``after_bytes`` bytes of body, or before the response head, so the client's read timeout fires;
-* ``drop``: read the request and close the connection without any response.
+* ``drop``: read the request and close the connection without any response;
+* ``rewrite``: forward, then change the response head (another status code, headers
+  removed), to play servers that answer differently from SeaweedFS.
 
 Example::
 
@@ -143,13 +145,15 @@ class Rule:
     and :meth:`~FaultProxy.drop`, or construct one and pass it to :meth:`FaultProxy.add_rule`.
 
     Attributes:
-        action: ``"reply"``, ``"cut"``, ``"stall"`` or ``"drop"``.
+        action: ``"reply"``, ``"cut"``, ``"stall"``, ``"drop"`` or ``"rewrite"``.
         method: Match this method only (case-insensitive).
         path: Match when this regex is found (``re.search``) in the path (target before ``?``).
         query: Match when this substring is in the raw query string.
         when: Match when this predicate returns true for the :class:`Record`.
         times: How many more requests the rule fires for; ``None`` for no limit.
-        status, body, headers: The reply of a ``reply`` rule.
+        status, body, headers: The reply of a ``reply`` rule; ``status`` is also the new
+            status code of a ``rewrite`` rule.
+        remove_headers: Response headers a ``rewrite`` rule removes (case-insensitive).
         after_bytes: Body bytes relayed before a ``cut`` or ``stall``.
         seconds: How long a ``stall`` lasts at most.
         before_headers: Stall before the response head instead of inside the body.
@@ -167,6 +171,7 @@ class Rule:
     status: int = 500
     body: bytes = b""
     headers: Mapping[str, str] = field(default_factory=dict)
+    remove_headers: tuple[str, ...] = ()
     after_bytes: int = 0
     seconds: float = 60.0
     before_headers: bool = False
@@ -175,7 +180,7 @@ class Rule:
     released: threading.Event = field(default_factory=threading.Event)
 
     def __post_init__(self) -> None:
-        if self.action not in ("reply", "cut", "stall", "drop"):
+        if self.action not in ("reply", "cut", "stall", "drop", "rewrite"):
             raise ValueError(f"unknown action {self.action!r}")
         if self.times is not None and self.times < 0:
             raise ValueError("times must be >= 0 or None")
@@ -270,6 +275,15 @@ def _read_head(rfile: io.BufferedReader, *, skip_blank: bool) -> _Head | None:
             raise _ProtocolError("header line without a colon")
         headers.append((name, value.strip()))
     return _Head(first.rstrip(b"\r\n"), headers, b"".join(raw))
+
+
+def _rewritten(head: _Head, version: bytes, status: int, remove: tuple[str, ...]) -> bytes:
+    """A response head with another status code and without the ``remove`` headers."""
+    drop = {name.lower().encode("latin-1") for name in remove}
+    reason = http.HTTPStatus(status).phrase.encode("latin-1")
+    lines = [b"%s %d %s" % (version, status, reason)]
+    lines += [k + b": " + v for k, v in head.headers if k.strip().lower() not in drop]
+    return b"\r\n".join(lines) + b"\r\n\r\n"
 
 
 def _reader(sock: socket.socket) -> io.BufferedReader:
@@ -641,6 +655,34 @@ class FaultProxy:
         rule = Rule("drop", method=method, path=path, query=query, when=when, times=times)
         return self.add_rule(rule)
 
+    def rewrite(
+        self,
+        status: int,
+        *,
+        remove_headers: tuple[str, ...] = (),
+        method: str | None = None,
+        path: str | None = None,
+        query: str | None = None,
+        when: Callable[[Record], bool] | None = None,
+        times: int | None = 1,
+    ) -> Rule:
+        """Forward matching requests, answer with ``status`` and without ``remove_headers``.
+
+        The body is relayed unchanged (e.g. ``rewrite(200)`` on a ranged GET plays
+        ``rclone serve s3``, which answers ranges with 200 and a ``Content-Range``).
+        """
+        rule = Rule(
+            "rewrite",
+            method=method,
+            path=path,
+            query=query,
+            when=when,
+            times=times,
+            status=status,
+            remove_headers=remove_headers,
+        )
+        return self.add_rule(rule)
+
     # -- internals -----------------------------------------------------------------------
 
     def _accept_loop(self) -> None:
@@ -917,9 +959,13 @@ class FaultProxy:
                     csock.sendall(head.raw)
                 continue
             break
-        record.status = status
         close = b"close" in head.tokens(b"connection") or parts[0] == b"HTTP/1.0"
-        csock.sendall(head.raw)
+        if rule is not None and rule.action == "rewrite":
+            status = rule.status
+            csock.sendall(_rewritten(head, parts[0], status, rule.remove_headers))
+        else:
+            csock.sendall(head.raw)
+        record.status = status
         gate = _BodyGate(self, csock, rule)
         if record.method.upper() == "HEAD" or status in (204, 304):
             return not close, not close

@@ -55,7 +55,7 @@ from .errors import (
 )
 from .models import ListResult, ObjectInfo, Response
 from .progress import ProgressLike, make_tracker
-from .response import ObjectResponse
+from .response import ObjectResponse, body_range
 from .retry import RetryPolicy, parse_retry_after
 from .session import BaseSession, Data, check_key, check_metadata
 
@@ -917,17 +917,11 @@ class B2Session(BaseSession):
             info = _info_from_headers(h)
             etag = _etag(h.get("x-bz-content-sha1"), info, file_id)
             self._check_read_conditions("get_object", key, etag, file_id, if_match, if_none_match)
+            body_length, body_offset, object_size = body_range(h, key, start if ranged else None)
         except BaseException:
             resp.close()
             resp.release_conn()
             raise
-        length_text = h.get("content-length")
-        body_length = int(length_text) if length_text and length_text.isdigit() else None
-        object_size = body_length
-        content_range = h.get("content-range")
-        if content_range and "/" in content_range:
-            total = content_range.rsplit("/", 1)[1]
-            object_size = int(total) if total.isdigit() else None
         checksums: dict[str, str] = {}
         # The header is the SHA-1 of the whole file, on ranged answers too (so download_file
         # can verify files that other tools uploaded); large files carry none, but b2sdk and
@@ -959,7 +953,7 @@ class B2Session(BaseSession):
             "last_modified": _millis(h.get("x-bz-upload-timestamp")),
             "metadata": info,
             "object_size": object_size,
-            "offset": start if resp.status == 206 else 0,
+            "offset": body_offset,
         }
         result = ObjectResponse(resp, checksums=checksums, reopen=reopen, **fields)
         if stream:

@@ -40,6 +40,7 @@ from .errors import (
     IncompleteBodyError,
     IntegrityError,
     NotFoundError,
+    NotSupportedError,
     PreconditionFailedError,
     S3FuncError,
     ServiceError,
@@ -60,6 +61,7 @@ __all__ = [
     "SHA256_METADATA",
     "ObjectResponse",
     "Reopen",
+    "body_range",
     "crc32_combine",
     "crc32_function",
     "new_hasher",
@@ -361,9 +363,10 @@ class ObjectResponse(io.BufferedIOBase):
     def _whole_object(self) -> bool:
         if self.offset != 0 or self.status not in (200, 206):
             return False
-        if self.status == 200:
-            return True
-        return self.content_length is not None and self.content_length == self.object_size
+        if self.object_size is None:  # no Content-Range: a 200 is the object
+            return self.status == 200
+        # Some servers (rclone serve s3) answer ranges with a 200 and a Content-Range.
+        return self.content_length == self.object_size
 
     # -- fields --------------------------------------------------------------------------
 
@@ -713,7 +716,7 @@ class ObjectResponse(io.BufferedIOBase):
                 key=self.key,
                 status=raw.status,
             )
-        if raw.status == 206:
+        if raw.status == 206 or (raw.status == 200 and h.get("content-range")):
             start, total = _content_range(h.get("content-range"))
             if start is not None and start != position:
                 return IncompleteBodyError(
@@ -752,6 +755,36 @@ def _body_of(raw: Any) -> Any:
     if fp is not None and hasattr(fp, "readinto"):
         return fp
     return raw
+
+
+def body_range(
+    headers: Mapping[str, str], key: str, requested: int | None
+) -> tuple[int | None, int, int | None]:
+    """Where a GET's body lies in the object: ``(body length, offset, object size)``.
+
+    The position comes from ``Content-Range`` whenever there is one: on a 206, and on the
+    200 that some servers (``rclone serve s3``) send for a range. Without one the body is
+    the object from its first byte.
+
+    Raises:
+        NotSupportedError: a range starting at ``requested`` was asked for and the body
+            starts elsewhere (a server that ignores ``Range``).
+    """
+    text = headers.get("content-length")
+    length = int(text) if text and text.isdigit() else None
+    content_range = headers.get("content-range")
+    if content_range:
+        start, size = _content_range(content_range)
+        offset = start or 0
+    else:
+        offset, size = 0, length
+    if requested is not None and offset != requested:
+        raise NotSupportedError(
+            f"GET {key}: asked for bytes from {requested}, the server sent a body starting at "
+            f"byte {offset} (it does not support ranges)",
+            key=key,
+        )
+    return length, offset, size
 
 
 def _content_range(value: str | None) -> tuple[int | None, int | None]:

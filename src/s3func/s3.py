@@ -26,6 +26,7 @@ from .errors import (
     ConfigurationError,
     ConflictError,
     NotFoundError,
+    NotSupportedError,
     PreconditionFailedError,
     S3FuncError,
     ServerError,
@@ -35,7 +36,7 @@ from .errors import (
 )
 from .models import ListResult, ObjectInfo, Response, parse_http_date
 from .progress import ProgressLike, make_tracker
-from .response import ObjectResponse
+from .response import ObjectResponse, body_range
 from .retry import RetryPolicy, parse_retry_after
 from .session import BaseSession, Data, check_key, check_metadata
 
@@ -732,15 +733,14 @@ class S3Session(BaseSession):
         stream: bool,
     ) -> ObjectResponse:
         h = resp.headers
-        length_text = h.get("content-length")
-        body_length = int(length_text) if length_text and length_text.isdigit() else None
+        try:
+            body_length, offset, object_size = body_range(h, key, start if ranged else None)
+        except NotSupportedError:
+            resp.close()
+            resp.release_conn()
+            raise
         etag = _etag(h.get("etag"))
         version_id = h.get("x-amz-version-id")
-        object_size = body_length
-        content_range = h.get("content-range")
-        if content_range and "/" in content_range:
-            total = content_range.rsplit("/", 1)[1]
-            object_size = int(total) if total.isdigit() else None
         checksums: dict[str, str] = {}
         sse = h.get("x-amz-server-side-encryption")
         if etag and len(etag) == 32 and sse in (None, "AES256"):
@@ -784,7 +784,7 @@ class S3Session(BaseSession):
             last_modified=parse_http_date(h.get("last-modified")),
             metadata=_metadata(h),
             object_size=object_size,
-            offset=start if resp.status == 206 else 0,
+            offset=offset,
             checksums=checksums,
             reopen=reopen,
             data=data,

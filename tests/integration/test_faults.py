@@ -19,6 +19,7 @@ import pytest
 from proxy import FaultProxy, Record
 from s3func import (
     IncompleteBodyError,
+    NotSupportedError,
     PreconditionFailedError,
     RetryPolicy,
     S3Session,
@@ -311,3 +312,52 @@ def test_download_file_body_failures_exhausted(
     with pytest.raises((IncompleteBodyError, TransportError)):
         impatient.download_file("k", target)
     assert not target.exists() and os.listdir(tmp_path) == []
+
+
+# -- servers that answer ranges their own way -------------------------------------------------
+
+
+def ranged(record: Record) -> bool:
+    return record.method == "GET" and record.header("range") is not None
+
+
+def test_range_answered_200_with_content_range(
+    s3_session: S3Session, proxied: S3Session, fault_proxy: FaultProxy, tmp_path: Path
+) -> None:
+    # rclone serve s3 answers a range with 200 and a correct Content-Range: the body is that
+    # range, not the object, so it must not be checked against the whole-object checksum.
+    data = blob(13 * MiB + 7, seed=20)
+    s3_session.put_object("k", data)
+    rule = fault_proxy.rewrite(200, when=ranged, times=None)
+    with proxied.get_object("k", offset=0, length=1000) as head:
+        assert (head.status, head.offset, head.object_size) == (200, 0, len(data))
+        assert head.read() == data[:1000]
+    with proxied.get_object("k", offset=5 * MiB, length=1000) as middle:
+        assert (middle.offset, middle.read()) == (5 * MiB, data[5 * MiB : 5 * MiB + 1000])
+    target = tmp_path / "out"
+    proxied.download_file("k", target, part_size=4 * MiB)
+    assert target.read_bytes() == data
+    assert rule.hits == 2 + 4
+
+
+def test_resume_answered_200_with_content_range(
+    s3_session: S3Session, proxied: S3Session, fault_proxy: FaultProxy
+) -> None:
+    data = blob(3 * MiB, seed=21)
+    s3_session.put_object("k", data)
+    fault_proxy.cut(after_bytes=1_000_000, method="GET")
+    rule = fault_proxy.rewrite(200, when=ranged, times=None)
+    with proxied.get_object("k") as resp:
+        assert resp.read() == data
+        assert resp.resumes == 1
+    assert rule.hits == 1
+
+
+def test_server_ignoring_range_is_a_clear_error(
+    s3_session: S3Session, proxied: S3Session, fault_proxy: FaultProxy
+) -> None:
+    s3_session.put_object("k", blob(MiB, seed=22))
+    fault_proxy.rewrite(200, remove_headers=("Content-Range",), when=ranged)
+    with pytest.raises(NotSupportedError, match="does not support ranges"):
+        proxied.get_object("k", offset=1000, length=10)
+    assert proxied.get_object("k", offset=1000, length=10).data == blob(MiB, seed=22)[1000:1010]

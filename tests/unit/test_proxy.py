@@ -403,6 +403,23 @@ def test_drop_closes_without_answer(proxy: FaultProxy) -> None:
 # -- cut and stall -----------------------------------------------------------------------
 
 
+def test_rewrite_status_and_headers(proxy: FaultProxy) -> None:
+    rule = proxy.rewrite(206, remove_headers=("content-type",), path="^/bytes/")
+    conn = _conn(proxy)
+    conn.request("GET", "/bytes/5000")
+    resp = conn.getresponse()
+    assert (resp.status, resp.reason) == (206, "Partial Content")
+    assert resp.getheader("Content-Type") is None
+    assert resp.getheader("Content-Length") == "5000"
+    assert resp.read() == _pattern(5000)
+    conn.request("GET", "/bytes/10")  # same connection; the rule has fired once
+    again = conn.getresponse()
+    assert (again.status, again.getheader("Content-Type")) == (200, "application/octet-stream")
+    assert again.read() == _pattern(10)
+    assert rule.hits == 1
+    assert [r.status for r in proxy.records] == [206, 200]
+
+
 def test_cut_after_k_bytes(proxy: FaultProxy) -> None:
     proxy.cut(after_bytes=1000, path="^/bytes/")
     conn = _conn(proxy)
