@@ -672,14 +672,8 @@ class FaultProxy:
         ``rclone serve s3``, which answers ranges with 200 and a ``Content-Range``).
         """
         rule = Rule(
-            "rewrite",
-            method=method,
-            path=path,
-            query=query,
-            when=when,
-            times=times,
-            status=status,
-            remove_headers=remove_headers,
+            "rewrite", method=method, path=path, query=query, when=when, times=times,
+            status=status, remove_headers=remove_headers,
         )
         return self.add_rule(rule)
 
