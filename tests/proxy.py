@@ -954,12 +954,12 @@ class FaultProxy:
                 continue
             break
         close = b"close" in head.tokens(b"connection") or parts[0] == b"HTTP/1.0"
+        raw = head.raw
         if rule is not None and rule.action == "rewrite":
             status = rule.status
-            csock.sendall(_rewritten(head, parts[0], status, rule.remove_headers))
-        else:
-            csock.sendall(head.raw)
-        record.status = status
+            raw = _rewritten(head, parts[0], status, rule.remove_headers)
+        record.status = status  # before the client can see the answer
+        csock.sendall(raw)
         gate = _BodyGate(self, csock, rule)
         if record.method.upper() == "HEAD" or status in (204, 304):
             return not close, not close
