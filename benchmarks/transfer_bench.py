@@ -13,11 +13,12 @@ Operations (``--ops``):
 * ``small``: ``--files`` objects of ``--file-size`` bytes up then down with ``--threads``
   threads (s5cmd: ``--numworkers``, from and to local files).
 
-Clients (``--clients``): s3func, boto3, minio, obstore, s5cmd and ``urllib3`` (a bare urllib3
-single stream on a presigned URL: the yardstick for the streamed GET); ``s3func-noverify``
-(checksum verification off) and ``s3func-zlib`` (zlib's CRC-32, as without the ``fast``
-extra) show what the check costs. Missing clients are
-skipped. The GET operations all read the same object, uploaded once with s3func's
+Clients (``--clients``): s3func, boto3, minio, obstore, s5cmd; ``urllib3`` (a bare urllib3
+single stream on a presigned URL: the yardstick for the streamed GET); ``curl`` (a presigned
+single PUT or GET: a client that costs next to nothing, which shows the server's own
+ceiling); ``s3func-noverify`` (checksum verification off) and ``s3func-zlib`` (zlib's
+CRC-32, as without the ``fast`` extra), which show what the check costs. Missing clients
+are skipped. The GET operations all read the same object, uploaded once with s3func's
 ``upload_file`` (so s3func verifies its stored CRC-32 while reading).
 
 Usage::
@@ -51,7 +52,8 @@ from typing import Any
 
 MiB = 1 << 20
 GiB = 1 << 30
-ALL_CLIENTS = ["s3func", "s3func-noverify", "s3func-zlib", "boto3", "minio", "obstore", "s5cmd", "urllib3"]
+ALL_CLIENTS = ["s3func", "s3func-noverify", "s3func-zlib", "boto3", "minio", "obstore", "s5cmd", "urllib3",
+               "curl"]
 ALL_OPS = ["put", "get_stream", "download_file", "get_memory", "small"]
 SHARED = "shared/big"
 
@@ -218,6 +220,13 @@ def run_op(client: str, op: str, ctx: dict[str, Any]) -> int:
         else:
             raise NotImplementedError(op)
         return size
+    if client == "curl":
+        url = ctx["handle"]
+        if op == "put":
+            subprocess.run(["curl", "-sSf", "-o", "/dev/null", "-T", src, url], check=True)
+        else:
+            subprocess.run(["curl", "-sSf", "-o", dst, url], check=True)
+        return size
     if client == "urllib3":
         import urllib3
 
@@ -314,6 +323,9 @@ def child(client: str, op: str, ctx: dict[str, Any]) -> dict[str, Any]:
         ctx["handle"].verify_checksums = False
     elif client == "urllib3":
         ctx["handle"] = _s3func(ctx).presigned_url(SHARED)
+    elif client == "curl":
+        url_key, method = (f"{client}/big", "PUT") if op == "put" else (SHARED, "GET")
+        ctx["handle"] = _s3func(ctx).presigned_url(url_key, method=method)
     cpu0 = time.process_time()
     t0 = time.perf_counter()
     if op == "small":
@@ -339,6 +351,8 @@ def child(client: str, op: str, ctx: dict[str, Any]) -> dict[str, Any]:
 def available(client: str) -> bool:
     if client == "s5cmd":
         return s5cmd_binary() is not None
+    if client == "curl":
+        return shutil.which("curl") is not None
     module = {"s3func": "s3func", "s3func-noverify": "s3func", "s3func-zlib": "s3func", "boto3": "boto3", "minio": "minio", "obstore": "obstore",
               "urllib3": "urllib3"}[client]
     import importlib.util
@@ -355,6 +369,7 @@ SUPPORTED = {
     "obstore": {"put", "get_stream", "get_memory", "small"},
     "s5cmd": {"put", "download_file", "small"},
     "urllib3": {"get_stream", "get_memory"},
+    "curl": {"put", "get_stream"},
 }
 
 
@@ -526,6 +541,9 @@ def report(results: dict[str, dict[str, list[dict[str, Any]]]], size: int, args:
     check("streamed GET peak RSS", ("get_stream", "s3func"), None, 0, 48)
     check("download_file peak RSS", ("download_file", "s3func"), None, 0, 48)
     check("upload_file vs boto3", ("put", "s3func"), ("put", "boto3"), 1.2)
+    if ("put", "curl") in speed and ("put", "boto3") in speed:
+        print(f"  (the server's ceiling: a curl PUT, which costs the client next to nothing, "
+              f"is {speed['put', 'curl'] / speed['put', 'boto3']:.2f}x boto3)")
     check("small files up vs boto3", ("small_up", "s3func"), ("small_up", "boto3"), 3.0)
     check("small files down vs boto3", ("small_down", "s3func"), ("small_down", "boto3"), 3.0)
 
