@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import io
 import logging
+import socket
+import struct
+import sys
+import threading
 import time
 from typing import Any
 
@@ -21,7 +25,7 @@ from s3func import (
     ThrottledError,
     TransportTimeout,
 )
-from s3func._http import Transport
+from s3func._http import Transport, _KernelTimeoutSocket
 
 # -- pools and timeouts --------------------------------------------------------------------
 
@@ -142,6 +146,48 @@ def test_read_timeout_retried_then_typed(
     assert time.monotonic() - start < 4  # two read timeouts, not the stall length
     assert "read timeout" in str(info.value)
     fault_proxy.release_all()
+
+
+def test_plain_http_timeouts_kept_by_the_kernel(seaweedfs: Any, s3_session: S3Session) -> None:
+    session = seaweedfs.session(s3_session.bucket, read_timeout=7.5)
+    session.put_object("k", b"v")
+    pool = next(iter(session.transport._pools.values()))
+    conn = pool.pool.queue[-1]
+    if sys.platform.startswith("linux"):
+        # Blocking socket (no poll before each call), the limit set with SO_RCVTIMEO.
+        assert isinstance(conn.sock, _KernelTimeoutSocket)
+        raw = conn.sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, 16)
+        assert struct.unpack("ll", raw) == (7, 500000)
+    assert conn.sock.gettimeout() == 7.5
+    assert session.get_object("k").data == b"v"  # the connection is reused
+
+
+def test_server_that_stops_reading_the_body_ends_in_timeout() -> None:
+    # Accepts, then reads nothing: the socket buffers fill and the send stalls.
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        held: list[socket.socket] = []
+        accepted = threading.Thread(target=lambda: held.append(listener.accept()[0]))
+        accepted.start()
+        session = S3Session(
+            access_key_id="a",
+            access_key="b",
+            bucket="b",
+            endpoint_url=f"http://127.0.0.1:{listener.getsockname()[1]}",
+            read_timeout=0.3,
+            retry=RetryPolicy(max_attempts=1),
+        )
+        session.multipart_threshold = 1 << 30
+        start = time.monotonic()
+        try:
+            with pytest.raises(TransportTimeout) as info:
+                session.put_object("k", bytes(64 << 20))
+        finally:
+            accepted.join(5)
+            for sock in held:
+                sock.close()
+        assert time.monotonic() - start < 10
+        assert not isinstance(info.value, BlockingIOError)
+        assert isinstance(info.value.__cause__, TimeoutError)
 
 
 def test_connection_refused_and_no_raw_exceptions() -> None:
