@@ -224,17 +224,69 @@ class _KernelTimeoutSocket(socket.socket):
         return exc
 
 
-class _Connection(urllib3.connection.HTTPConnection):
-    response_class = _Response
+#: Bodies up to this size go out in the same send as the request head.
+_ONE_SEND_MAX = 64 << 10
 
+
+class _OneSend(urllib3.connection.HTTPConnection):
+    """Sends a small request's head and body with one system call instead of two.
+
+    urllib3 writes the head (``endheaders``) and then each body chunk; under many threads
+    every send is one more GIL hand-off (measured: 4 KiB PUTs on 8 threads, 15-20% less
+    CPU per request in one send). The head is held back and prepended to the body.
+    """
+
+    response_class = _Response
+    _hold_head = False
+    _head: bytes | None = None
+
+    def request(  # type: ignore[override]
+        self,
+        method: str,
+        url: str,
+        body: Any = None,
+        headers: Mapping[str, str] | None = None,
+        **options: Any,
+    ) -> None:
+        self._hold_head = (
+            isinstance(body, (bytes, bytearray, memoryview))
+            and 0 < len(body) <= _ONE_SEND_MAX
+            and not options.get("chunked")
+        )
+        try:
+            super().request(method, url, body=body, headers=headers, **options)
+            if self._head is not None:  # no body chunk came after all: the head alone
+                head, self._head = self._head, None
+                super().send(head)
+        finally:
+            self._hold_head = False
+            self._head = None
+
+    def _send_output(self, message_body: Any = None, encode_chunked: bool = False) -> None:
+        if self._hold_head and message_body is None:
+            self._buffer.extend((b"", b""))  # type: ignore[attr-defined]
+            self._head = b"\r\n".join(self._buffer)  # type: ignore[attr-defined]
+            del self._buffer[:]  # type: ignore[attr-defined]
+            return
+        super()._send_output(message_body, encode_chunked)  # type: ignore[misc]
+
+    def send(self, data: Any) -> None:
+        head = self._head
+        if head is not None:
+            self._head = None
+            data = head + data
+        super().send(data)
+
+
+class _Connection(_OneSend):
     def connect(self) -> None:
         super().connect()
         if _KERNEL_TIMEOUTS and self.sock is not None:
             self.sock = _KernelTimeoutSocket.adopt(self.sock, self.timeout)
 
 
-class _TLSConnection(urllib3.connection.HTTPSConnection):
-    response_class = _Response
+class _TLSConnection(_OneSend, urllib3.connection.HTTPSConnection):
+    pass
 
 
 class Request:

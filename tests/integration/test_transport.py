@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import io
 import logging
 import socket
@@ -160,6 +161,30 @@ def test_plain_http_timeouts_kept_by_the_kernel(seaweedfs: Any, s3_session: S3Se
         assert struct.unpack("ll", raw) == (7, 500000)
     assert conn.sock.gettimeout() == 7.5
     assert session.get_object("k").data == b"v"  # the connection is reused
+
+
+def test_small_request_head_and_body_go_in_one_send(
+    s3_session: S3Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sends: list[int] = []
+    real_send = http.client.HTTPConnection.send
+
+    def counting_send(self: http.client.HTTPConnection, data: Any) -> None:
+        sends.append(len(data))
+        real_send(self, data)
+
+    monkeypatch.setattr(http.client.HTTPConnection, "send", counting_send)
+    body = bytes(range(256)) * 16
+    s3_session.put_object("small", body)
+    assert len(sends) == 1 and sends[0] > len(body)  # head + body
+    sends.clear()
+    big = bytes(200 << 10)  # above the limit: head, then body
+    s3_session.put_object("bigger", big)
+    assert len(sends) == 2 and sends[1] == len(big)
+    sends.clear()
+    assert s3_session.get_object("small").data == body  # no body: the head alone
+    assert len(sends) == 1
+    assert s3_session.get_object("bigger").data == big
 
 
 def test_server_that_stops_reading_the_body_ends_in_timeout() -> None:
