@@ -61,7 +61,7 @@ from .response import (
     CRC32_METADATA,
     SHA256_METADATA,
     ObjectResponse,
-    crc32_combine,
+    crc32_concat,
     crc32_function,
     new_hasher,
 )
@@ -632,10 +632,8 @@ def prepass(
     if algorithms and not size:
         digests[0] = {a: new_hasher(a).hexdigest() for a in algorithms}
     if split_crc and whole_hasher is not None:
-        total = crcs[0]
-        for index in range(1, count):
-            total = crc32_combine(total, crcs[index], min(part, size - index * part))
-        whole_hasher.crc32 = total
+        lengths = (min(part, size - index * part) for index in range(count))
+        whole_hasher.crc32 = crc32_concat(zip(crcs, lengths, strict=True))
     return whole_hasher, digests
 
 
@@ -1141,9 +1139,7 @@ def _parallel(
     if check is not None:
         algorithm, expected = check
         if crcs is not None:
-            total = crcs[0]
-            for (_, length), crc in zip(ranges[1:], crcs[1:], strict=True):
-                total = crc32_combine(total, crc, length)
+            total = crc32_concat(zip(crcs, (length for _, length in ranges), strict=True))
             result.append(f"{total:08x}")
         got = result[0] if result else ""
         if got != expected:

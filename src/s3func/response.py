@@ -30,7 +30,7 @@ import os
 import queue
 import threading
 import zlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from http.client import HTTPException
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -63,6 +63,7 @@ __all__ = [
     "Reopen",
     "body_range",
     "crc32_combine",
+    "crc32_concat",
     "crc32_function",
     "new_hasher",
 ]
@@ -167,6 +168,14 @@ def crc32_combine(crc1: int, crc2: int, length2: int) -> int:
     if length2 <= 0:
         return crc1
     return _gf2_apply(_crc32_shift(length2), crc1) ^ crc2
+
+
+def crc32_concat(pieces: Iterable[tuple[int, int]]) -> int:
+    """The CRC-32 of consecutive pieces from their ``(crc32, length)`` pairs, in order."""
+    total = 0  # the CRC-32 of nothing
+    for crc, length in pieces:
+        total = crc32_combine(total, crc, length)
+    return total
 
 
 def new_hasher(algorithm: str) -> Any:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from s3func._transfer import as_source, prepass
-from s3func.response import crc32_combine, crc32_function, new_hasher
+from s3func.response import crc32_combine, crc32_concat, crc32_function, new_hasher
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -55,6 +55,12 @@ def test_crc32_without_fast_extra_is_zlib() -> None:
     h = new_hasher("crc32")
     h.update(b"123456789")
     assert h.hexdigest() == "cbf43926"  # the CRC-32 check value
+
+
+def test_crc32_concat_of_pieces() -> None:
+    pieces = [b"", b"abc", b"\0" * 70_000, b"", b"xyz" * 333]
+    assert crc32_concat((zlib.crc32(p), len(p)) for p in pieces) == zlib.crc32(b"".join(pieces))
+    assert crc32_concat([]) == zlib.crc32(b"")
 
 
 def test_crc32_combine_edges() -> None:
