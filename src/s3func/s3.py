@@ -66,6 +66,12 @@ def _refresh_time(expires_at: float | None, now: float) -> float | None:
     soon = now + min(_REFRESH_RETRY, max(expires_at - now, 0.0) / 2)
     return max(expires_at - _REFRESH_MARGIN, soon)
 
+def _signer_for(config: S3Config) -> _sigv4.Signer:
+    return _sigv4.Signer(
+        config.access_key_id, config.secret_access_key, config.session_token, region=config.region
+    )
+
+
 _AUTH_CODES = frozenset(
     {
         "InvalidAccessKeyId",
@@ -264,12 +270,7 @@ class S3Session(BaseSession):
         config = resolve()
         self.region = config.region
         self.credentials_source = config.source
-        self._signer = _sigv4.Signer(
-            config.access_key_id,
-            config.secret_access_key,
-            config.session_token,
-            region=config.region,
-        )
+        self._signer = _signer_for(config)
         # Temporary credentials (a credential_process that reports an Expiration) are
         # fetched again shortly before they expire: see _current_signer.
         self._resolve = resolve
@@ -408,12 +409,7 @@ class S3Session(BaseSession):
                     self._refresh_at = now + _REFRESH_RETRY
                     return self._signer
                 raise
-            self._signer = _sigv4.Signer(
-                config.access_key_id,
-                config.secret_access_key,
-                config.session_token,
-                region=config.region,
-            )
+            self._signer = _signer_for(config)
             self._expires_at = config.expires_at
             self._refresh_at = _refresh_time(config.expires_at, now)
             log.info("refreshed the temporary credentials from %s", config.source)
