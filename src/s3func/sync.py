@@ -1687,10 +1687,8 @@ class S3Object:
             # more than the call itself with 8 threads: the state entry is built from what
             # was written and set rather than from another fstat. (A file system that stores
             # coarser times only makes the next scan hash this file once.)
-            entry = (size, mtime_ns) if mtime_ns is not None else None
-            if entry is None:
-                st = os.fstat(fd)
-                entry = (st.st_size, st.st_mtime_ns)
+            if mtime_ns is None:  # no remote time: the file keeps the time it was written
+                mtime_ns = os.fstat(fd).st_mtime_ns
             os.close(fd)
             fd = -1
             os.replace(tmp, dest)
@@ -1710,7 +1708,7 @@ class S3Object:
                     exc.actual or "",
                 ) from exc
             raise
-        work.state.record(item.rel, entry[0], entry[1], etag, sha)
+        work.state.record(item.rel, size, mtime_ns, etag, sha)
 
     def _stream_to(self, key: str, fd: int) -> tuple[_Fields, str, str, int]:
         """GET ``key`` into the open file ``fd``; return the response, MD5, SHA-256, size.
