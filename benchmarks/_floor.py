@@ -65,24 +65,24 @@ class Floor:
 
     def list_all(self, prefix: str) -> list[str]:
         """Every key under ``prefix`` (ListObjectsV2 pages of 1000, ``start-after``)."""
-        from xml.etree import ElementTree
-
-        ns = "{http://s3.amazonaws.com/doc/2006-03-01/}"
         keys: list[str] = []
         while True:
-            query = f"list-type=2&prefix={quote(prefix, safe='')}"
-            if keys:
-                query += f"&start-after={quote(keys[-1], safe='')}"
-            root = ElementTree.fromstring(self.request("GET", "", query).data)
-            keys += [el.text or "" for el in root.iter(f"{ns}Key")]
-            if root.findtext(f"{ns}IsTruncated") != "true":
+            page, truncated = self._page(prefix, keys[-1] if keys else None)
+            keys += page
+            if not truncated:
                 return keys
 
     def list_keys(self, prefix: str) -> list[str]:
         """One ListObjectsV2 page: keys only, parsed with ElementTree."""
+        return self._page(prefix, None)[0]
+
+    def _page(self, prefix: str, after: str | None) -> tuple[list[str], bool]:
         from xml.etree import ElementTree
 
-        data = self.request("GET", "", f"list-type=2&prefix={quote(prefix, safe='')}").data
+        query = f"list-type=2&prefix={quote(prefix, safe='')}"
+        if after is not None:
+            query += f"&start-after={quote(after, safe='')}"
+        root = ElementTree.fromstring(self.request("GET", "", query).data)
         ns = "{http://s3.amazonaws.com/doc/2006-03-01/}"
-        root = ElementTree.fromstring(data)
-        return [el.text or "" for el in root.iter(f"{ns}Key")]
+        keys = [el.text or "" for el in root.iter(f"{ns}Key")]
+        return keys, root.findtext(f"{ns}IsTruncated") == "true"
