@@ -17,8 +17,8 @@ import struct
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
-from typing import IO, Any, cast
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import IO, Any, Generic, TypeVar, cast
 
 import urllib3
 import urllib3.connection
@@ -408,6 +408,10 @@ def _tell(body: Any) -> int | None:
 
 
 ErrorFactory = Callable[[Request, "urllib3.HTTPResponse", bytes], "S3FuncError | None"]
+T = TypeVar("T")
+Call = tuple[T, Callable[[int], Request], ErrorFactory]  # a tag, then as for Transport.send
+Outcome = urllib3.HTTPResponse | S3FuncError
+_Conn = urllib3.connection.HTTPConnection
 
 
 class Transport:
@@ -511,9 +515,21 @@ class Transport:
         """
         pool = self.pool(req.scheme, req.host, req.port)
         try:
-            conn = pool._get_conn(timeout=self.pool_timeout)
+            conn = cast(_Conn, pool._get_conn(timeout=self.pool_timeout))
         except (u3e.HTTPError, OSError) as exc:
             raise translate_exception(exc, method=req.method, url=req.url) from exc
+        try:
+            self._write(conn, req, read_timeout)
+            resp = _answer(conn, req)
+        except BaseException:
+            pool._put_conn(None)  # frees the slot, as urllib3 does for a failed request
+            raise
+        resp._pool = pool  # release_conn() puts the connection back
+        resp._connection = conn
+        return resp
+
+    def _write(self, conn: _Conn, req: Request, read_timeout: float | None) -> None:
+        """Connect if needed and send ``req``; on failure close ``conn`` and raise typed."""
         sent = False
         try:
             if conn.is_closed:
@@ -536,16 +552,11 @@ class Transport:
                 # a large upload): read that answer rather than report a broken pipe.
                 if exc.errno not in (errno.EPIPE, errno.ECONNRESET, errno.EPROTOTYPE):
                     raise
-            resp = cast(urllib3.HTTPResponse, conn.getresponse())
         except BaseException as exc:
             conn.close()
-            pool._put_conn(None)  # frees the slot, as urllib3 does for a failed request
             if isinstance(exc, (u3e.HTTPError, OSError, http.client.HTTPException)):
                 raise _translate_phase(exc, sent, req) from exc
             raise
-        resp._pool = pool  # release_conn() puts the connection back
-        resp._connection = conn  # type: ignore[assignment]
-        return resp
 
     def send(
         self,
@@ -556,6 +567,7 @@ class Transport:
         stream: bool = False,
         check_ok: bool = False,
         read_timeout: float | None = None,
+        failed: tuple[Request, S3FuncError] | None = None,
     ) -> urllib3.HTTPResponse:
         """Send a request with retries and return its response.
 
@@ -571,14 +583,19 @@ class Transport:
             check_ok: Also pass successful (2xx) bodies to ``error``, for operations that
                 can answer 200 with an error document.
             read_timeout: Overrides the transport's read timeout for this request.
+            failed: The first attempt, already made elsewhere (:meth:`send_many`), and its
+                error: the loop goes on from the second attempt.
 
         Raises:
             S3FuncError: the mapped error once retries are exhausted or not allowed.
         """
-        policy = self.retry
         attempt = 0
         start_pos: int | None = None
         last: S3FuncError | None = None
+        if failed is not None:
+            attempt = 1
+            last = failed[1]
+            self._back_off(failed[0], last, attempt)
         while True:
             attempt += 1
             req = prepare(attempt)
@@ -603,22 +620,65 @@ class Transport:
                 exc = caught
                 if not idempotent:
                     exc.retryable = False
-            exc.attempts = attempt
-            if not exc.retryable or attempt >= policy.max_attempts:
-                raise exc
-            delay = policy.delay(attempt, exc.retry_after)
-            log.info(
-                "retrying %s %s after %s (attempt %d of %d, sleeping %.2fs)",
-                req.method,
-                req.url,
-                type(exc).__name__ + (f" {exc.code}" if exc.code else ""),
-                attempt,
-                policy.max_attempts,
-                delay,
-            )
+            self._back_off(req, exc, attempt)
             last = exc
-            if delay > 0:
-                self._sleep(delay)
+
+    def _back_off(self, req: Request, exc: S3FuncError, attempt: int) -> None:
+        """Raise ``exc`` when attempt ``attempt`` was the last one allowed; else wait."""
+        policy = self.retry
+        exc.attempts = attempt
+        if not exc.retryable or attempt >= policy.max_attempts:
+            raise exc
+        delay = policy.delay(attempt, exc.retry_after)
+        log.info(
+            "retrying %s %s after %s (attempt %d of %d, sleeping %.2fs)",
+            req.method,
+            req.url,
+            type(exc).__name__ + (f" {exc.code}" if exc.code else ""),
+            attempt,
+            policy.max_attempts,
+            delay,
+        )
+        if delay > 0:
+            self._sleep(delay)
+
+    def send_many(
+        self, calls: Iterable[Call[T]], *, connections: int
+    ) -> Iterator[tuple[T, urllib3.HTTPResponse | S3FuncError]]:
+        """Send many small, idempotent requests from this thread; yield each outcome.
+
+        The first attempts are multiplexed: up to ``connections`` requests to one endpoint
+        are in flight at once, and this thread reads whichever answer arrives first. Many
+        threads would do the same with one system call per thread switch, each a hand-off
+        of the GIL; one thread keeps the connections busy for about half the CPU
+        per request. A first attempt that fails the way :meth:`send` would retry goes on
+        through :meth:`send` (its second attempt onwards, in this thread) before the next
+        outcome is yielded.
+
+        Args:
+            calls: ``(tag, prepare, error)`` per request, as for :meth:`send`; taken lazily,
+                one as a connection frees up. Bodies must be bytes (kept in memory).
+            connections: Requests in flight at once (at most the pool's size).
+
+        Yields:
+            ``(tag, response)`` with the body read (``resp.data``), or ``(tag, error)``:
+            the mapped error once retries are exhausted or not allowed. In the order the
+            answers arrive.
+        """
+        for tag, prepare, error, req, outcome in _Multiplexer[T](self, connections).run(calls):
+            if not isinstance(outcome, S3FuncError):
+                if 200 <= outcome.status < 300:
+                    yield tag, outcome
+                    continue
+                exc = error(req, outcome, outcome.data)
+                if exc is None:
+                    yield tag, outcome
+                    continue
+                outcome = exc
+            try:
+                yield tag, self.send(prepare, error=error, failed=(req, outcome))
+            except S3FuncError as final:
+                yield tag, final
 
     @staticmethod
     def _read_all(resp: urllib3.HTTPResponse, req: Request) -> bytes:
@@ -636,6 +696,145 @@ class Transport:
             pools, self._pools = self._pools, {}
         for pool in pools.values():
             pool.close()
+
+
+def _answer(conn: _Conn, req: Request) -> urllib3.HTTPResponse:
+    """Read the response head of ``req``; on failure close ``conn`` and raise typed."""
+    try:
+        return conn.getresponse()
+    except BaseException as exc:
+        conn.close()
+        if isinstance(exc, (u3e.HTTPError, OSError, http.client.HTTPException)):
+            raise _translate_phase(exc, True, req) from exc
+        raise
+
+
+class _Flight(Generic[T]):
+    """A first attempt on the wire: its connection, its call, and how long it has waited."""
+
+    __slots__ = ("call", "conn", "req", "sock", "waited")
+
+    def __init__(self, call: Call[T], conn: _Conn, req: Request) -> None:
+        self.call = call
+        self.conn = conn
+        self.req = req
+        self.sock = cast(socket.socket, conn.sock)
+        self.waited = 0.0
+
+
+class _Multiplexer(Generic[T]):
+    """Runs first attempts on up to ``limit`` pooled connections, read by one thread.
+
+    A request's read timeout counts only the time spent waiting for answers here, not the
+    time the caller spends between outcomes (retrying another request, say).
+    """
+
+    def __init__(self, transport: Transport, limit: int) -> None:
+        self._transport = transport
+        self._limit = max(1, limit)
+
+    def run(
+        self, calls: Iterable[Call[T]]
+    ) -> Iterator[tuple[T, Callable[[int], Request], ErrorFactory, Request, Outcome]]:
+        import selectors
+
+        transport = self._transport
+        selector = selectors.DefaultSelector()
+        pool: urllib3.HTTPConnectionPool | None = None
+        conns: list[_Conn] = []  # checked out of the pool
+        idle: list[_Conn] = []
+        flights: dict[int, _Flight[T]] = {}
+        source = iter(calls)
+        endpoint: tuple[str, str, int] | None = None
+        held: tuple[Call[T], Request] | None = None  # prepared, waiting for a connection
+        more = True
+        try:
+            while True:
+                while idle or len(conns) < self._limit:
+                    if held is None:
+                        call = next(source, None) if more else None
+                        if call is None:
+                            more = False
+                            break
+                        held = (call, call[1](1))
+                    call, req = held
+                    if pool is not None and (req.scheme, req.host, req.port) != endpoint:
+                        raise ValueError("send_many: every request must go to one endpoint")
+                    if idle:
+                        conn = idle.pop()
+                    else:
+                        if pool is None:
+                            endpoint = (req.scheme, req.host, req.port)
+                            pool = transport.pool(*endpoint)
+                        try:
+                            # Wait for the first connection only: then use what is free.
+                            wait = 0 if conns else transport.pool_timeout
+                            conn = cast(_Conn, pool._get_conn(timeout=wait))
+                        except (u3e.HTTPError, OSError) as exc:
+                            if conns:
+                                self._limit = len(conns)
+                                break
+                            held = None
+                            failure = translate_exception(exc, method=req.method, url=req.url)
+                            yield call[0], call[1], call[2], req, failure
+                            continue
+                        conns.append(conn)
+                    held = None
+                    try:
+                        transport._write(conn, req, None)
+                    except S3FuncError as failure:
+                        idle.append(conn)  # closed: it connects again on its next use
+                        yield call[0], call[1], call[2], req, failure
+                        continue
+                    flight = _Flight(call, conn, req)
+                    flights[id(conn)] = flight
+                    selector.register(flight.sock, selectors.EVENT_READ, flight)
+                if not flights:
+                    if held is None and not more:
+                        return
+                    continue
+                longest = max(f.waited for f in flights.values())
+                started = time.monotonic()
+                events = selector.select(max(0.0, transport.read_timeout - longest))
+                waited = time.monotonic() - started
+                for flight in flights.values():
+                    flight.waited += waited
+                done: list[tuple[_Flight[T], Outcome]] = []
+                for key, _ in events:
+                    flight = key.data
+                    done.append((flight, self._receive(flight)))
+                if not events:
+                    for flight in flights.values():
+                        if flight.waited >= transport.read_timeout:
+                            flight.conn.close()
+                            timeout = TimeoutError(f"no answer in {transport.read_timeout} s")
+                            done.append((flight, _translate_phase(timeout, True, flight.req)))
+                for flight, _ in done:
+                    del flights[id(flight.conn)]
+                    selector.unregister(flight.sock)
+                    idle.append(flight.conn)
+                for flight, outcome in done:
+                    yield flight.call[0], flight.call[1], flight.call[2], flight.req, outcome
+        finally:
+            for flight in flights.values():  # abandoned mid-exchange: not reusable
+                flight.conn.close()
+            selector.close()
+            if pool is not None:
+                for conn in conns:
+                    pool._put_conn(conn)
+
+    @staticmethod
+    def _receive(flight: _Flight[T]) -> Outcome:
+        req = flight.req
+        try:
+            resp = _answer(flight.conn, req)
+            resp.read(cache_content=True)
+        except S3FuncError as exc:
+            return exc
+        except (u3e.HTTPError, OSError) as exc:
+            flight.conn.close()
+            return translate_exception(exc, method=req.method, url=req.url)
+        return resp
 
 
 def header_items(headers: Mapping[str, str]) -> dict[str, str]:

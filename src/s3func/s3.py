@@ -12,13 +12,13 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import IO, TYPE_CHECKING, Any, Literal, cast
 from urllib.parse import unquote_plus
 
 from . import _sigv4, _transfer
 from ._config import S3Config, resolve_s3_config, validate_endpoint_url
-from ._http import Request
+from ._http import Call, ErrorFactory, Request
 from ._transfer import PartReader
 from .errors import (
     AccessDeniedError,
@@ -38,7 +38,7 @@ from .models import ListResult, ObjectInfo, Response, parse_http_date
 from .progress import ProgressLike, make_tracker
 from .response import ObjectResponse, body_range
 from .retry import RetryPolicy, parse_retry_after
-from .session import BaseSession, Data, check_key, check_metadata
+from .session import BaseSession, Data, SmallPut, T, check_key, check_metadata
 
 if TYPE_CHECKING:
     import urllib3
@@ -65,6 +65,7 @@ def _refresh_time(expires_at: float | None, now: float) -> float | None:
         return None
     soon = now + min(_REFRESH_RETRY, max(expires_at - now, 0.0) / 2)
     return max(expires_at - _REFRESH_MARGIN, soon)
+
 
 def _signer_for(config: S3Config) -> _sigv4.Signer:
     return _sigv4.Signer(
@@ -256,6 +257,7 @@ class S3Session(BaseSession):
             ca_bundle=ca_bundle,
             verify_tls=verify_tls,
         )
+
         def resolve() -> S3Config:
             return resolve_s3_config(
                 access_key_id=access_key_id,
@@ -337,6 +339,40 @@ class S3Session(BaseSession):
         read_timeout: float | None = None,
     ) -> urllib3.HTTPResponse:
         """Sign and send a request to the bucket (or, for key=None, the bucket itself)."""
+        prepare, error = self._call(
+            method,
+            key,
+            query=query,
+            headers=headers,
+            body=body,
+            payload_hash=payload_hash,
+            operation=operation,
+            check_ok=check_ok,
+            bucket_level=bucket_level,
+        )
+        return self.transport.send(
+            prepare,
+            error=error,
+            idempotent=idempotent,
+            stream=stream,
+            check_ok=check_ok,
+            read_timeout=read_timeout,
+        )
+
+    def _call(
+        self,
+        method: str,
+        key: str | None,
+        *,
+        query: list[tuple[str, str]] | None = None,
+        headers: dict[str, str] | None = None,
+        body: bytes | IO[bytes] | None = None,
+        payload_hash: str | None = None,
+        operation: str,
+        check_ok: bool = False,
+        bucket_level: bool = True,
+    ) -> tuple[Callable[[int], Request], ErrorFactory]:
+        """The request builder (signed afresh per attempt) and error mapper of one call."""
         if bucket_level:
             path = self._bucket_path + ("/" + _sigv4.quote_path(key) if key is not None else "/")
             host, sign_host = self._host, self._sign_host
@@ -372,14 +408,7 @@ class S3Session(BaseSession):
         def error(req: Request, resp: urllib3.HTTPResponse, data: bytes) -> S3FuncError | None:
             return self._error(operation, key, method, resp, data, check_ok)
 
-        return self.transport.send(
-            prepare,
-            error=error,
-            idempotent=idempotent,
-            stream=stream,
-            check_ok=check_ok,
-            read_timeout=read_timeout,
-        )
+        return prepare, error
 
     def _current_signer(self) -> _sigv4.Signer:
         """The signer, with temporary credentials fetched again when they are about to expire.
@@ -658,9 +687,22 @@ class S3Session(BaseSession):
         size: int,
         headers: dict[str, str],
     ) -> Response:
+        prepare, error = self._put_call(key, body, size, headers)
+        resp = self.transport.send(prepare, error=error)
+        out = self._response(resp, key)
+        out.content_length = size
+        return out
+
+    def _put_call(
+        self,
+        key: str,
+        body: bytes | PartReader,
+        size: int,
+        headers: dict[str, str],
+    ) -> tuple[Callable[[int], Request], ErrorFactory]:
         headers["content-length"] = str(size)
         payload, payload_hash = self._payload(body, size, headers)
-        resp = self._request(
+        return self._call(
             "PUT",
             key,
             headers=headers,
@@ -668,9 +710,66 @@ class S3Session(BaseSession):
             payload_hash=payload_hash,
             operation="PutObject",
         )
-        out = self._response(resp, key)
-        out.content_length = size
-        return out
+
+    # -- many small objects (the sync engine's transfers) -----------------------------------
+
+    def _get_many(
+        self, items: Iterable[tuple[T, str]], *, concurrency: int
+    ) -> Iterator[tuple[T, ObjectResponse | S3FuncError]]:
+        """As :meth:`BaseSession._get_many`, with the first attempts multiplexed on this thread."""
+        refused: list[tuple[T, S3FuncError]] = []
+
+        def calls() -> Iterator[Call[tuple[T, str]]]:
+            for tag, key in items:
+                try:
+                    check_key(key)
+                except ConfigurationError as exc:
+                    refused.append((tag, exc))
+                    continue
+                prepare, error = self._call("GET", key, operation="GetObject")
+                yield (tag, key), prepare, error
+
+        for (tag, key), outcome in self.transport.send_many(calls(), connections=concurrency):
+            result: ObjectResponse | S3FuncError
+            if isinstance(outcome, S3FuncError):
+                result = outcome
+            else:
+                try:
+                    result = self._object_response(outcome, key, None, {}, 0, False, False)
+                except S3FuncError as exc:  # the body's size or checksum did not match
+                    result = exc
+            yield tag, result
+            while refused:
+                yield refused.pop()
+        yield from refused
+
+    def _put_many(
+        self, items: Iterable[tuple[T, SmallPut]], *, concurrency: int
+    ) -> Iterator[tuple[T, Response | S3FuncError]]:
+        """As :meth:`BaseSession._put_many`, with the first attempts multiplexed on this thread."""
+        refused: list[tuple[T, S3FuncError]] = []
+
+        def calls() -> Iterator[Call[tuple[T, str, int]]]:
+            for tag, (key, body, metadata, content_type) in items:
+                try:
+                    check_key(key)
+                    headers = self._put_headers(metadata, content_type)
+                except ConfigurationError as exc:
+                    refused.append((tag, exc))
+                    continue
+                prepare, error = self._put_call(key, body, body.size, headers)
+                yield (tag, key, body.size), prepare, error
+
+        for (tag, key, size), outcome in self.transport.send_many(calls(), connections=concurrency):
+            result: Response | S3FuncError = (
+                outcome if isinstance(outcome, S3FuncError) else (self._response(outcome, key))
+            )
+            if isinstance(result, Response):
+                result.content_length = size
+            yield tag, result
+            while refused:
+                yield refused.pop()
+        yield from refused
 
     def _put_headers(
         self, metadata: Mapping[str, str] | None, content_type: str | None
@@ -917,10 +1016,7 @@ class S3Session(BaseSession):
         """
         reader: PartReader | None
         if isinstance(body, PartReader):
-            reader = body
-            small = None if self._checksum else reader.as_bytes(_SMALL_BODY)
-            if small is not None:  # in memory, hashed already (the sync engine's uploads)
-                return small, reader.hexdigest("sha256") if self._sign_payload else None
+            reader = body  # in memory and hashed already for the sync engine's uploads
         elif isinstance(body, (bytes, bytearray, memoryview)):
             view = memoryview(body).cast("B")
             if len(view) <= _SMALL_BODY and not self._checksum:
@@ -942,7 +1038,8 @@ class S3Session(BaseSession):
             value = base64.b64encode(reader.digest(self._checksum)).decode("ascii")
             headers[f"x-amz-checksum-{self._checksum}"] = value
             headers["x-amz-sdk-checksum-algorithm"] = self._checksum.upper()
-        return cast(IO[bytes], reader), payload_hash
+        small = reader.as_bytes(_SMALL_BODY)  # in memory: one piece, and repeatable as is
+        return (small if small is not None else cast(IO[bytes], reader)), payload_hash
 
     def _mpu_create(
         self, key: str, *, metadata: Mapping[str, str], content_type: str | None

@@ -11,23 +11,30 @@ from __future__ import annotations
 import abc
 import os
 import re
-from collections.abc import Iterable, Iterator, Mapping
-from typing import IO, TYPE_CHECKING, Any, BinaryIO
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import IO, TYPE_CHECKING, Any, BinaryIO, TypeVar
 
 from ._http import Transport
-from .errors import ConfigurationError, NotFoundError, ServiceError
+from .errors import ConfigurationError, NotFoundError, S3FuncError, ServiceError
 from .models import ListResult, ObjectInfo, Response
 from .progress import ProgressLike
 from .response import ObjectResponse
 from .retry import RetryPolicy
 
 if TYPE_CHECKING:
+    from ._transfer import PartReader
     from .lock import ObjectLock
 
 __all__ = ["BaseSession", "Data", "check_key", "check_metadata"]
 
 #: What ``put_object`` accepts as a body.
 Data = bytes | bytearray | memoryview | str | IO[bytes] | BinaryIO | Iterable[bytes]
+
+T = TypeVar("T")
+A = TypeVar("A")
+R = TypeVar("R")
+#: One small upload of ``_put_many``: key, in-memory body, user metadata, content type.
+SmallPut = tuple[str, "PartReader", Mapping[str, str], "str | None"]
 
 _MAX_KEY_BYTES = 1024
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -285,6 +292,38 @@ class BaseSession(abc.ABC):
             content_type=content_type,
         )
 
+    # -- many small objects (the sync engine drives them) ------------------------------------
+
+    def _get_many(
+        self, items: Iterable[tuple[T, str]], *, concurrency: int
+    ) -> Iterator[tuple[T, ObjectResponse | S3FuncError]]:
+        """GET small objects whole: ``(tag, key)`` in, ``(tag, outcome)`` out as each ends.
+
+        Each outcome is what ``get_object(key, stream=False)`` returns or raises (an error
+        is yielded, not raised). Up to ``concurrency`` run at once, on threads here;
+        sessions whose transport can multiplex on one thread override this.
+        """
+
+        def get(key: str) -> ObjectResponse:
+            return self.get_object(key, stream=False)
+
+        return _on_threads(get, items, concurrency)
+
+    def _put_many(
+        self, items: Iterable[tuple[T, SmallPut]], *, concurrency: int
+    ) -> Iterator[tuple[T, Response | S3FuncError]]:
+        """PUT small in-memory bodies; ``(tag, outcome)`` as each ends (see :meth:`_get_many`).
+
+        Each outcome is what ``put_object(key, body, metadata=..., content_type=...)``
+        returns or raises. ``items`` is consumed lazily, a few ahead of the transfers.
+        """
+
+        def put(args: SmallPut) -> Response:
+            key, body, metadata, content_type = args
+            return self.put_object(key, body, metadata=metadata, content_type=content_type)
+
+        return _on_threads(put, items, concurrency)
+
     # -- file transfers ----------------------------------------------------------------------
 
     #: ``put_object`` and ``upload_file`` switch to a multipart upload above this size.
@@ -529,3 +568,36 @@ class BaseSession(abc.ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(bucket={self.bucket!r})"
+
+
+def _on_threads(
+    fn: Callable[[A], R], items: Iterable[tuple[T, A]], workers: int
+) -> Iterator[tuple[T, R | S3FuncError]]:
+    """``(tag, fn(arg) or its S3FuncError)`` per item, ``workers`` at a time, in order.
+
+    Items are taken lazily (at most twice ``workers`` ahead), so bodies read from files
+    stay bounded in memory.
+    """
+    from collections import deque
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+    def run(arg: A) -> R | S3FuncError:
+        try:
+            return fn(arg)
+        except S3FuncError as exc:
+            return exc
+
+    pending: deque[tuple[T, Future[R | S3FuncError]]] = deque()
+    with ThreadPoolExecutor(max(1, workers), thread_name_prefix="s3func-many") as pool:
+        try:
+            for tag, arg in items:
+                pending.append((tag, pool.submit(run, arg)))
+                if len(pending) >= 2 * workers:
+                    tag, future = pending.popleft()
+                    yield tag, future.result()
+            while pending:
+                tag, future = pending.popleft()
+                yield tag, future.result()
+        finally:
+            for _, future in pending:  # abandoned early: do not start what is queued
+                future.cancel()

@@ -39,7 +39,18 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, BinaryIO, Literal, Protocol, TextIO, cast, overload
+from typing import (
+    IO,
+    TYPE_CHECKING,
+    Any,
+    BinaryIO,
+    Literal,
+    NamedTuple,
+    Protocol,
+    TextIO,
+    cast,
+    overload,
+)
 
 from . import _paths
 from ._localfs import copy_mode, create_temp, unlink_quietly
@@ -54,10 +65,13 @@ from .errors import (
     SyncError,
 )
 from .response import SHA256_METADATA
-from .session import BaseSession
+from .session import BaseSession, SmallPut
 
 if TYPE_CHECKING:
     from contextlib import AbstractContextManager
+
+    from .models import Response
+    from .response import ObjectResponse
 
 __all__ = [
     "MTIME_METADATA",
@@ -100,6 +114,16 @@ Direction = Literal["download", "upload"]
 # --------------------------------------------------------------------------------------------
 # The object fields this module reads.
 # --------------------------------------------------------------------------------------------
+
+
+class _Upload(NamedTuple):
+    """A file as it was sent: its stat and digests, the metadata and type stored with it."""
+
+    st: os.stat_result
+    md5: str
+    sha: str
+    metadata: dict[str, str]
+    content_type: str | None
 
 
 class _Fields(Protocol):
@@ -532,9 +556,7 @@ class _State:
             self.entries = {}
         return self
 
-    def record(
-        self, rel: str, size: int, mtime_ns: int, etag: str | None, sha256: str
-    ) -> None:
+    def record(self, rel: str, size: int, mtime_ns: int, etag: str | None, sha256: str) -> None:
         trusted = mtime_ns < time.time_ns() - _RACY_NS
         entry = StateEntry(size, mtime_ns, etag, sha256, trusted)
         with self._lock:
@@ -1631,7 +1653,8 @@ class S3Object:
         tracker: _Tracker,
         check_hash: bool,
     ) -> None:
-        one = self._download_one if work.direction == "download" else self._upload_one
+        download = work.direction == "download"
+        one = self._download_one if download else self._upload_one
 
         def run(item: PlanItem) -> tuple[PlanItem, bool]:
             meter = _Meter(tracker)
@@ -1645,12 +1668,87 @@ class S3Object:
                 meter.finish(item.size)
             return item, True
 
-        for item, ok in self._map(run, items):
+        # Small files in memory, many at a time through the session (S3: on this thread,
+        # multiplexed); large ones (and unverified downloads) on threads, one by one.
+        small = [i for i in items if i.size <= _SMALL_FILE and (check_hash or not download)]
+        large = [i for i in items if not (i.size <= _SMALL_FILE and (check_hash or not download))]
+        if download:
+            outcomes = self._download_small(small, work)
+        else:
+            late: list[PlanItem] = []  # grown past the small size since the scan
+            outcomes = self._upload_small(small, work, check_hash, late)
+        for item, failure in outcomes:
+            _Meter(tracker).finish(item.size)
+            if failure is None:
+                result.transferred.append(item.rel)
+                result.bytes_transferred += item.size
+            else:
+                errors[item.rel] = failure
+        if not download:
+            large.extend(late)
+        for item, ok in self._map(run, large):
             if ok:
                 result.transferred.append(item.rel)
                 result.bytes_transferred += item.size
 
-    def _download_one(self, item: PlanItem, work: _Work, check_hash: bool, meter: _Meter) -> None:
+    def _download_small(
+        self, items: list[PlanItem], work: _Work
+    ) -> Iterator[tuple[PlanItem, Exception | None]]:
+        """GET small objects whole (many at once), then write each like _download_one."""
+        fetched = self._session._get_many(
+            ((item, item.key) for item in items), concurrency=self._max_workers
+        )
+        for item, body in fetched:
+            try:
+                self._download_one(item, work, True, None, body)
+            except Exception as exc:
+                yield item, exc
+            else:
+                yield item, None
+
+    def _upload_small(
+        self, items: list[PlanItem], work: _Work, check_hash: bool, late: list[PlanItem]
+    ) -> Iterator[tuple[PlanItem, Exception | None]]:
+        """PUT small files from memory (many at once); checked and recorded like _upload_one."""
+        unread: list[tuple[PlanItem, Exception]] = []
+
+        def bodies() -> Iterator[tuple[tuple[PlanItem, _Upload], SmallPut]]:
+            for item in items:
+                path = work.local_file(item.rel)
+                try:
+                    st = os.stat(path)
+                    if st.st_size > _SMALL_FILE:
+                        late.append(item)
+                        continue
+                    small, body = self._read_upload(path, st)
+                except Exception as exc:
+                    unread.append((item, exc))
+                    continue
+                yield (item, small), (item.key, body, small.metadata, small.content_type)
+
+        sent = self._session._put_many(bodies(), concurrency=self._max_workers)
+        for (item, small), resp in sent:
+            try:
+                if isinstance(resp, Exception):
+                    raise resp
+                self._check_upload(item, work, small, resp, check_hash)
+            except Exception as exc:
+                yield item, exc
+            else:
+                yield item, None
+            while unread:
+                yield unread.pop()
+        yield from unread
+
+    def _download_one(
+        self,
+        item: PlanItem,
+        work: _Work,
+        check_hash: bool,
+        meter: _Meter | None,
+        fetched: ObjectResponse | S3FuncError | None = None,
+    ) -> None:
+        """Download one object into place (atomically), verified; ``fetched``: its GET, done."""
         dest = work.local_file(item.rel)
         fd, tmp = create_temp(os.path.dirname(dest), _paths.TEMP_PREFIX)
         resp: _Fields
@@ -1664,7 +1762,11 @@ class S3Object:
                 fd = os.open(tmp, os.O_RDONLY)
                 size = os.fstat(fd).st_size
             else:
-                resp, md5, sha, size = self._stream_to(item.key, fd)
+                if fetched is None:
+                    fetched = self._session.get_object(item.key)
+                elif isinstance(fetched, S3FuncError):
+                    raise fetched
+                resp, md5, sha, size = self._stream_to(fetched, fd)
             if resp.content_length is not None and resp.content_length != size:
                 raise SyncError(
                     f"{item.key}: received {size} bytes, expected {resp.content_length}",
@@ -1710,8 +1812,8 @@ class S3Object:
             raise
         work.state.record(item.rel, size, mtime_ns, etag, sha)
 
-    def _stream_to(self, key: str, fd: int) -> tuple[_Fields, str, str, int]:
-        """GET ``key`` into the open file ``fd``; return the response, MD5, SHA-256, size.
+    def _stream_to(self, body: ObjectResponse, fd: int) -> tuple[_Fields, str, str, int]:
+        """Copy ``body`` into the open file ``fd``; return the response, MD5, SHA-256, size.
 
         The SHA-256 is always computed (the state file keeps it). The MD5 only when a plain
         ETag is what :meth:`_verify_download` will compare. When that check covers the body,
@@ -1720,7 +1822,7 @@ class S3Object:
         sha = hashlib.sha256()
         md5: Any = None
         written = 0
-        with self._session.get_object(key) as body:
+        with body:
             stored = _stored_sha256(body)
             etag = _bare_etag(body.etag)
             if stored is None and not self._etag_is_sha1() and is_plain_md5(etag):
@@ -1768,44 +1870,60 @@ class S3Object:
     def _upload_one(self, item: PlanItem, work: _Work, check_hash: bool, meter: _Meter) -> None:
         path = work.local_file(item.rel)
         st = os.stat(path)
+        if st.st_size <= _SMALL_FILE:
+            small, body = self._read_upload(path, st)
+            resp = self._session.put_object(
+                item.key, body, metadata=small.metadata, content_type=small.content_type
+            )
+            self._check_upload(item, work, small, resp, check_hash)
+            return
+        # Streamed from the file (in parallel parts when large).
         content_type = _content_type(os.path.splitext(path)[1].lower())
         metadata = {MTIME_METADATA: str(st.st_mtime_ns // 1_000_000)}
-        if st.st_size > _SMALL_FILE:  # streamed from the file (in parallel parts when large)
-            md5, sha, _ = _hash_file(path)
-            metadata[SHA256_METADATA] = sha
-            resp = self._session.upload_file(
-                item.key, path, metadata=metadata, content_type=content_type, progress=meter
+        md5, sha, _ = _hash_file(path)
+        metadata[SHA256_METADATA] = sha
+        resp = self._session.upload_file(
+            item.key, path, metadata=metadata, content_type=content_type, progress=meter
+        )
+        after = os.stat(path)
+        if (after.st_size, after.st_mtime_ns) != (st.st_size, st.st_mtime_ns):
+            raise SyncError(
+                f"{path} changed while it was uploaded; upload it again",
+                bucket=self._uri.bucket,
+                key=item.key,
             )
-            after = os.stat(path)
-            if (after.st_size, after.st_mtime_ns) != (st.st_size, st.st_mtime_ns):
-                raise SyncError(
-                    f"{path} changed while it was uploaded; upload it again",
-                    bucket=self._uri.bucket,
-                    key=item.key,
-                )
-        else:
-            data = _read_small(path, st.st_size)
-            md5 = hashlib.md5(data, usedforsecurity=False).hexdigest()
-            sha = hashlib.sha256(data).hexdigest()
-            metadata[SHA256_METADATA] = sha
-            # The SHA-256 doubles as the SigV4 payload hash: handed over, not computed again.
-            body = PartReader.from_view(memoryview(data), digests={"sha256": sha})
-            resp = self._session.put_object(
-                item.key, body, metadata=metadata, content_type=content_type
-            )
+        sent = _Upload(st, md5, sha, metadata, content_type)
+        self._check_upload(item, work, sent, resp, check_hash)
+
+    @staticmethod
+    def _read_upload(path: str, st: os.stat_result) -> tuple[_Upload, PartReader]:
+        """Read and hash a small file (of the size ``st`` says) for one PUT from memory."""
+        content_type = _content_type(os.path.splitext(path)[1].lower())
+        data = _read_small(path, st.st_size)
+        md5 = hashlib.md5(data, usedforsecurity=False).hexdigest()
+        sha = hashlib.sha256(data).hexdigest()
+        metadata = {MTIME_METADATA: str(st.st_mtime_ns // 1_000_000), SHA256_METADATA: sha}
+        # The SHA-256 doubles as the SigV4 payload hash: handed over, not computed again.
+        body = PartReader.from_view(memoryview(data), digests={"sha256": sha})
+        return _Upload(st, md5, sha, metadata, content_type), body
+
+    def _check_upload(
+        self, item: PlanItem, work: _Work, sent: _Upload, resp: Response, check_hash: bool
+    ) -> None:
+        """Compare the stored ETag with the MD5 sent (deleting a mismatch); record the file."""
         etag = _bare_etag(resp.etag)
         md5_etag = not self._etag_is_sha1() and is_plain_md5(etag)
-        if check_hash and etag is not None and md5_etag and etag != md5:
+        if check_hash and etag is not None and md5_etag and etag != sent.md5:
             with contextlib.suppress(S3FuncError):
                 self._session.delete_object(item.key)
             raise _mismatch(
-                f"{item.key}: the service stored ETag {etag}, but the MD5 sent was {md5}",
+                f"{item.key}: the service stored ETag {etag}, but the MD5 sent was {sent.md5}",
                 item.key,
                 "md5",
-                md5,
+                sent.md5,
                 etag,
             )
-        work.state.record(item.rel, st.st_size, st.st_mtime_ns, etag, sha)
+        work.state.record(item.rel, sent.st.st_size, sent.st.st_mtime_ns, etag, sent.sha)
 
     def _delete_local(
         self,
