@@ -1670,23 +1670,24 @@ class S3Object:
 
         # Small files in memory, many at a time through the session (S3: on this thread,
         # multiplexed); large ones (and unverified downloads) on threads, one by one.
-        small = [i for i in items if i.size <= _SMALL_FILE and (check_hash or not download)]
-        large = [i for i in items if not (i.size <= _SMALL_FILE and (check_hash or not download))]
+        small: list[PlanItem] = []
+        large: list[PlanItem] = []
+        for item in items:
+            in_memory = item.size <= _SMALL_FILE and (check_hash or not download)
+            (small if in_memory else large).append(item)
+        late: list[PlanItem] = []  # uploads grown past the small size since the scan
         if download:
             outcomes = self._download_small(small, work)
         else:
-            late: list[PlanItem] = []  # grown past the small size since the scan
             outcomes = self._upload_small(small, work, check_hash, late)
         for item, failure in outcomes:
-            _Meter(tracker).finish(item.size)
+            tracker.add(item.size, files=1)
             if failure is None:
                 result.transferred.append(item.rel)
                 result.bytes_transferred += item.size
             else:
                 errors[item.rel] = failure
-        if not download:
-            large.extend(late)
-        for item, ok in self._map(run, large):
+        for item, ok in self._map(run, large + late):
             if ok:
                 result.transferred.append(item.rel)
                 result.bytes_transferred += item.size

@@ -820,3 +820,22 @@ def test_large_file_roundtrip(any_session: Any, tmp_path: Path) -> None:
     obj.download()
     assert (tmp_path / "copy").read_bytes() == data
     assert io.BytesIO(data).getbuffer().nbytes == os.path.getsize(tmp_path / "copy")
+
+
+def test_file_grown_past_the_small_size_before_its_turn(any_session: Any, tmp_path: Path) -> None:
+    files = {f"a{i:02d}.bin": b"%d" % i * 100 for i in range(30)}
+    make_tree(tmp_path / "g", files)
+    big = os.urandom(1024 * 1024 + 5)  # over 1 MiB: streamed from the file, not read whole
+    grown = tmp_path / "g" / "z.bin"
+    grown.write_bytes(b"small")
+
+    def progress(p: SyncProgress) -> None:
+        if p.files_done == 1:  # z.bin (last in the plan) has not been read yet
+            grown.write_bytes(big)
+
+    obj = S3Object(uri(any_session, "grow/"), local_path=tmp_path / "g", session=any_session)
+    obj.upload(progress=progress)
+    assert obj.last_result is not None and not obj.last_result.failed
+    assert sorted(obj.last_result.transferred) == sorted([*files, "z.bin"])
+    assert any_session.get_object("grow/z.bin").data == big
+    assert remote_tree(any_session, "grow/") == {**files, "z.bin": big}
