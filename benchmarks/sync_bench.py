@@ -9,7 +9,8 @@ interleaved, so a busy machine slows them alike; the table shows the median over
 The server shares the machine's CPUs with the clients: on a small machine it is often the
 bottleneck, which caps every client's files/s, so the CPU per file is printed as well.
 
-* **s3func**: ``S3Object(prefix, local_path=dir).upload()`` / ``.download()`` (8 workers).
+* **s3func**: ``S3Object(prefix, local_path=dir).upload()`` / ``.download()`` (``max_workers=8``:
+  small files go 8 at a time over 8 connections, multiplexed on the calling thread).
 * **boto3**: ``put_object`` / ``get_object`` on a ThreadPoolExecutor of 8, writing each file
   (no change detection: it is the "loop" users write by hand).
 * **floor**: a minimal SigV4 client on one urllib3 pool (``_floor.py``), 8 threads, doing
