@@ -653,7 +653,9 @@ class Transport:
         of the GIL; one thread keeps the connections busy for about half the CPU
         per request. A first attempt that fails the way :meth:`send` would retry goes on
         through :meth:`send` (its second attempt onwards, in this thread) before the next
-        outcome is yielded.
+        outcome is yielded. Once one request has failed to connect through all its
+        attempts, the rest are not sent: each gets a :class:`ConnectError` saying so, rather
+        than every request waiting through its own retries against a dead endpoint.
 
         Args:
             calls: ``(tag, prepare, error)`` per request, as for :meth:`send`; taken lazily,
@@ -665,7 +667,8 @@ class Transport:
             the mapped error once retries are exhausted or not allowed. In the order the
             answers arrive.
         """
-        for tag, prepare, error, req, outcome in _Multiplexer[T](self, connections).run(calls):
+        mux = _Multiplexer[T](self, connections)
+        for tag, prepare, error, req, outcome in mux.run(calls):
             if not isinstance(outcome, S3FuncError):
                 if 200 <= outcome.status < 300:
                     yield tag, outcome
@@ -675,10 +678,18 @@ class Transport:
                     yield tag, outcome
                     continue
                 outcome = exc
+            if outcome.attempts == 0:  # not sent (see mux.unreachable)
+                yield tag, outcome
+                continue
             try:
-                yield tag, self.send(prepare, error=error, failed=(req, outcome))
+                resp = self.send(prepare, error=error, failed=(req, outcome))
+            except ConnectError as final:
+                mux.unreachable = final
+                yield tag, final
             except S3FuncError as final:
                 yield tag, final
+            else:
+                yield tag, resp
 
     @staticmethod
     def _read_all(resp: urllib3.HTTPResponse, req: Request) -> bytes:
@@ -732,6 +743,9 @@ class _Multiplexer(Generic[T]):
     def __init__(self, transport: Transport, limit: int) -> None:
         self._transport = transport
         self._limit = max(1, limit)
+        #: Set when a request could not connect through all its attempts: later requests
+        #: are answered with a ConnectError at once, without being sent.
+        self.unreachable: S3FuncError | None = None
 
     def run(
         self, calls: Iterable[Call[T]]
@@ -760,6 +774,10 @@ class _Multiplexer(Generic[T]):
                     call, req = held
                     if pool is not None and (req.scheme, req.host, req.port) != endpoint:
                         raise ValueError("send_many: every request must go to one endpoint")
+                    if self.unreachable is not None:
+                        held = None
+                        yield call[0], call[1], call[2], req, self._not_sent(req)
+                        continue
                     if idle:
                         conn = idle.pop()
                     else:
@@ -822,6 +840,16 @@ class _Multiplexer(Generic[T]):
             if pool is not None:
                 for conn in conns:
                     pool._put_conn(conn)
+
+    def _not_sent(self, req: Request) -> ConnectError:
+        exc = ConnectError(
+            f"{req.method} {req.url}: not sent, the endpoint was unreachable ({self.unreachable})",
+            method=req.method,
+            url=req.url,
+        )
+        exc.attempts = 0
+        exc.__cause__ = self.unreachable
+        return exc
 
     @staticmethod
     def _receive(flight: _Flight[T]) -> Outcome:

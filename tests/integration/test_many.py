@@ -9,6 +9,7 @@ that every fault ends as it would for a single call.
 from __future__ import annotations
 
 import hashlib
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ import pytest
 
 from s3func import (
     ConfigurationError,
+    ConnectError,
     IntegrityError,
     NotFoundError,
     RetryPolicy,
@@ -196,3 +198,26 @@ def test_sync_small_files_overlap(
         assert obj.last_result.transferred[-1] == "f0.txt", direction
         assert sorted(obj.last_result.transferred) == sorted(files)
     assert {p.name: p.read_bytes() for p in (tmp_path / "down").iterdir()} == files
+
+
+def test_unreachable_endpoint_fails_the_rest_fast() -> None:
+    with socket.socket() as sock:  # a port nobody listens on: connections are refused
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    session = S3Session(
+        access_key_id="AKIDEXAMPLE",
+        access_key="not-a-secret",
+        bucket="b",
+        endpoint_url=f"http://127.0.0.1:{port}",
+        region="us-east-1",
+        retry=RetryPolicy(max_attempts=3, base_delay=0.01),
+    )
+    slept: list[float] = []
+    session.transport._sleep = slept.append
+    got = _get_all(session, KEYS[:20])
+    assert all(isinstance(exc, ConnectError) for exc in got.values())
+    tried = [exc for exc in got.values() if exc.attempts == 3]
+    assert len(tried) == 1 and len(slept) == 2  # one request went through its retries
+    rest = [exc for exc in got.values() if exc.attempts == 0]
+    assert len(rest) == 19 and all("not sent" in str(exc) for exc in rest)
+    session.close()
