@@ -138,3 +138,24 @@ def test_verify_tls_false_accepts_any_certificate(seaweedfs: Any, relay: TLSRela
     session.put_object("tls/insecure", b"ok")
     assert session.get_object("tls/insecure").data == b"ok"
     session.delete_object("tls/insecure")
+
+
+def test_many_small_transfers_over_tls(
+    seaweedfs: Any, relay: TLSRelay, certificate: tuple[Path, Path]
+) -> None:
+    from s3func._transfer import PartReader
+
+    session = _session(seaweedfs, relay, ca_bundle=str(certificate[0]))
+    bodies = {f"tls/many/{i}": bytes([i]) * (1000 + 9000 * i) for i in range(12)}
+    puts = ((k, (k, PartReader.from_view(memoryview(v)), {}, None)) for k, v in bodies.items())
+    sent = dict(session._put_many(puts, concurrency=4))
+    assert set(sent) == set(bodies) and not [r for r in sent.values() if isinstance(r, Exception)]
+    got = dict(session._get_many(((k, k) for k in bodies), concurrency=4))
+    assert {k: r.data for k, r in got.items()} == bodies
+    assert relay.handshakes == 4  # four connections in flight, each kept alive
+    session.delete_objects(prefix="tls/many/")
+
+    # An untrusted certificate: every transfer ends in a typed error, none raises.
+    untrusted = _session(seaweedfs, relay)
+    failed = dict(untrusted._get_many(((k, k) for k in bodies), concurrency=4))
+    assert all(isinstance(exc, ConnectError) and "TLS" in str(exc) for exc in failed.values())
