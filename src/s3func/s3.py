@@ -13,7 +13,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import IO, TYPE_CHECKING, Any, Literal, cast
+from typing import IO, TYPE_CHECKING, Any, Literal, TypedDict, cast
 from urllib.parse import unquote_plus
 
 from . import _sigv4, _transfer
@@ -42,6 +42,7 @@ from .session import BaseSession, Data, SmallPut, T, check_key, check_metadata
 
 if TYPE_CHECKING:
     import urllib3
+    from typing_extensions import Required, Unpack
 
 __all__ = ["S3Session"]
 
@@ -53,6 +54,18 @@ _REFRESH_MARGIN = 300.0
 #: ...but never more often than this (credentials that are always near their expiry, or a
 #: failed refresh while the current ones are still valid).
 _REFRESH_RETRY = 30.0
+
+
+class _CallSpec(TypedDict, total=False):
+    """The keywords of ``S3Session._call`` (``operation`` is required)."""
+
+    operation: Required[str]
+    query: list[tuple[str, str]] | None
+    headers: dict[str, str] | None
+    body: bytes | IO[bytes] | None
+    payload_hash: str | None
+    check_ok: bool
+    bucket_level: bool
 
 
 def _refresh_time(expires_at: float | None, now: float) -> float | None:
@@ -327,36 +340,18 @@ class S3Session(BaseSession):
         method: str,
         key: str | None,
         *,
-        query: list[tuple[str, str]] | None = None,
-        headers: dict[str, str] | None = None,
-        body: bytes | IO[bytes] | None = None,
-        payload_hash: str | None = None,
-        operation: str,
         stream: bool = False,
         idempotent: bool = True,
-        check_ok: bool = False,
-        bucket_level: bool = True,
-        read_timeout: float | None = None,
+        **spec: Unpack[_CallSpec],
     ) -> urllib3.HTTPResponse:
         """Sign and send a request to the bucket (or, for key=None, the bucket itself)."""
-        prepare, error = self._call(
-            method,
-            key,
-            query=query,
-            headers=headers,
-            body=body,
-            payload_hash=payload_hash,
-            operation=operation,
-            check_ok=check_ok,
-            bucket_level=bucket_level,
-        )
+        prepare, error = self._call(method, key, **spec)
         return self.transport.send(
             prepare,
             error=error,
             idempotent=idempotent,
             stream=stream,
-            check_ok=check_ok,
-            read_timeout=read_timeout,
+            check_ok=spec.get("check_ok", False),
         )
 
     def _call(
@@ -364,11 +359,11 @@ class S3Session(BaseSession):
         method: str,
         key: str | None,
         *,
+        operation: str,
         query: list[tuple[str, str]] | None = None,
         headers: dict[str, str] | None = None,
         body: bytes | IO[bytes] | None = None,
         payload_hash: str | None = None,
-        operation: str,
         check_ok: bool = False,
         bucket_level: bool = True,
     ) -> tuple[Callable[[int], Request], ErrorFactory]:
