@@ -756,12 +756,12 @@ class S3Session(BaseSession):
                 yield (tag, key, body.size), prepare, error
 
         for (tag, key, size), outcome in self.transport.send_many(calls(), connections=concurrency):
-            result: Response | S3FuncError = (
-                outcome if isinstance(outcome, S3FuncError) else (self._response(outcome, key))
-            )
-            if isinstance(result, Response):
-                result.content_length = size
-            yield tag, result
+            if isinstance(outcome, S3FuncError):
+                yield tag, outcome
+            else:
+                resp = self._response(outcome, key)
+                resp.content_length = size
+                yield tag, resp
             while refused:
                 yield refused.pop()
         yield from refused
@@ -1011,7 +1011,7 @@ class S3Session(BaseSession):
         """
         reader: PartReader | None
         if isinstance(body, PartReader):
-            reader = body  # in memory and hashed already for the sync engine's uploads
+            reader = body  # digests (the sync engine's SHA-256, a pre-pass's) are reused
         elif isinstance(body, (bytes, bytearray, memoryview)):
             view = memoryview(body).cast("B")
             if len(view) <= _SMALL_BODY and not self._checksum:

@@ -1715,8 +1715,8 @@ class S3Object:
 
         def bodies() -> Iterator[tuple[tuple[PlanItem, _Upload], SmallPut]]:
             for item in items:
-                path = work.local_file(item.rel)
                 try:
+                    path = work.local_file(item.rel)
                     st = os.stat(path)
                     if st.st_size > _SMALL_FILE:
                         late.append(item)
