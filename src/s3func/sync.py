@@ -7,8 +7,9 @@ The module has two halves:
   options, it decides what to upload, download, delete, skip, refuse or report as a conflict.
   It does no I/O, so unit tests drive it with synthetic listings;
 * a thin **I/O layer** (:class:`S3Object`) that scans the local side, lists the remote side, asks
-  the planner, then carries the plan out on a thread pool using only the session contract of
-  ``docs/architecture.md``.
+  the planner, then carries the plan out using only the session contract of
+  ``docs/architecture.md``: small files many at a time through the session's ``_get_many`` /
+  ``_put_many`` (multiplexed on the calling thread for S3), large ones on a thread pool.
 
 Change detection compares size and content. The content hash of every object we upload is stored
 in user metadata as ``s3func-sha256`` (:data:`SHA256_METADATA`, the hex SHA-256 of the whole
@@ -896,7 +897,8 @@ class S3Object:
         endpoint_url: The endpoint for a session built here.
         cache_dir: Overrides the cache root (``$XDG_CACHE_HOME/s3func``); also where the sync
             state files live.
-        max_workers: Parallel transfers.
+        max_workers: Transfers in flight at once (small files: requests on as many
+            connections; large files: threads).
 
     Raises:
         ConfigurationError: Bad URI, session for another bucket, or no session available.
