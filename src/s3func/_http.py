@@ -668,7 +668,7 @@ class Transport:
             answers arrive.
         """
         mux = _Multiplexer[T](self, connections)
-        for tag, prepare, error, req, outcome in mux.run(calls):
+        for (tag, prepare, error), req, outcome in mux.run(calls):
             if not isinstance(outcome, S3FuncError):
                 if 200 <= outcome.status < 300:
                     yield tag, outcome
@@ -747,9 +747,7 @@ class _Multiplexer(Generic[T]):
         #: are answered with a ConnectError at once, without being sent.
         self.unreachable: S3FuncError | None = None
 
-    def run(
-        self, calls: Iterable[Call[T]]
-    ) -> Iterator[tuple[T, Callable[[int], Request], ErrorFactory, Request, Outcome]]:
+    def run(self, calls: Iterable[Call[T]]) -> Iterator[tuple[Call[T], Request, Outcome]]:
         import selectors
 
         transport = self._transport
@@ -776,7 +774,7 @@ class _Multiplexer(Generic[T]):
                         raise ValueError("send_many: every request must go to one endpoint")
                     if self.unreachable is not None:
                         held = None
-                        yield call[0], call[1], call[2], req, self._not_sent(req)
+                        yield call, req, self._not_sent(req)
                         continue
                     if idle:
                         conn = idle.pop()
@@ -794,7 +792,7 @@ class _Multiplexer(Generic[T]):
                                 break
                             held = None
                             failure = translate_exception(exc, method=req.method, url=req.url)
-                            yield call[0], call[1], call[2], req, failure
+                            yield call, req, failure
                             continue
                         conns.append(conn)
                     held = None
@@ -802,7 +800,7 @@ class _Multiplexer(Generic[T]):
                         transport._write(conn, req, None)
                     except S3FuncError as failure:
                         idle.append(conn)  # closed: it connects again on its next use
-                        yield call[0], call[1], call[2], req, failure
+                        yield call, req, failure
                         continue
                     flight = _Flight(call, conn, req)
                     flights[id(conn)] = flight
@@ -832,7 +830,7 @@ class _Multiplexer(Generic[T]):
                     selector.unregister(flight.sock)
                     idle.append(flight.conn)
                 for flight, outcome in done:
-                    yield flight.call[0], flight.call[1], flight.call[2], flight.req, outcome
+                    yield flight.call, flight.req, outcome
         finally:
             for flight in flights.values():  # abandoned mid-exchange: not reusable
                 flight.conn.close()
@@ -853,15 +851,12 @@ class _Multiplexer(Generic[T]):
 
     @staticmethod
     def _receive(flight: _Flight[T]) -> Outcome:
-        req = flight.req
         try:
-            resp = _answer(flight.conn, req)
-            resp.read(cache_content=True)
+            resp = _answer(flight.conn, flight.req)
+            Transport._read_all(resp, flight.req)
         except S3FuncError as exc:
+            flight.conn.close()  # a broken exchange: the connection is not reusable
             return exc
-        except (u3e.HTTPError, OSError) as exc:
-            flight.conn.close()
-            return translate_exception(exc, method=req.method, url=req.url)
         return resp
 
 
