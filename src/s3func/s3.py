@@ -38,7 +38,17 @@ from .models import ListResult, ObjectInfo, Response, parse_http_date
 from .progress import ProgressLike, make_tracker
 from .response import ObjectResponse, body_range
 from .retry import RetryPolicy, parse_retry_after
-from .session import BaseSession, Data, SmallPut, T, check_key, check_metadata
+from .session import (
+    A,
+    BaseSession,
+    Data,
+    R,
+    SmallPut,
+    T,
+    check_key,
+    check_metadata,
+    with_rejects,
+)
 
 if TYPE_CHECKING:
     import urllib3
@@ -712,59 +722,69 @@ class S3Session(BaseSession):
         self, items: Iterable[tuple[T, str]], *, concurrency: int
     ) -> Iterator[tuple[T, ObjectResponse | S3FuncError]]:
         """As :meth:`BaseSession._get_many`, with the first attempts multiplexed on this thread."""
-        refused: list[tuple[T, S3FuncError]] = []
 
-        def calls() -> Iterator[Call[tuple[T, str]]]:
-            for tag, key in items:
-                try:
-                    check_key(key)
-                except ConfigurationError as exc:
-                    refused.append((tag, exc))
-                    continue
-                prepare, error = self._call("GET", key, operation="GetObject")
-                yield (tag, key), prepare, error
+        def call(key: str) -> tuple[Callable[[int], Request], ErrorFactory]:
+            check_key(key)
+            return self._call("GET", key, operation="GetObject")
 
-        for (tag, key), outcome in self.transport.send_many(calls(), connections=concurrency):
-            result: ObjectResponse | S3FuncError
-            if isinstance(outcome, S3FuncError):
-                result = outcome
-            else:
-                try:
-                    result = self._object_response(outcome, key, None, {}, 0, False, False)
-                except S3FuncError as exc:  # the body's size or checksum did not match
-                    result = exc
-            yield tag, result
-            while refused:
-                yield refused.pop()
-        yield from refused
+        def result(resp: urllib3.HTTPResponse, key: str) -> ObjectResponse:
+            return self._object_response(resp, key, None, {}, 0, False, False)
+
+        return self._many(items, call, result, concurrency)
 
     def _put_many(
         self, items: Iterable[tuple[T, SmallPut]], *, concurrency: int
     ) -> Iterator[tuple[T, Response | S3FuncError]]:
         """As :meth:`BaseSession._put_many`, with the first attempts multiplexed on this thread."""
-        refused: list[tuple[T, S3FuncError]] = []
 
-        def calls() -> Iterator[Call[tuple[T, str, int]]]:
-            for tag, (key, body, metadata, content_type) in items:
+        def call(put: SmallPut) -> tuple[Callable[[int], Request], ErrorFactory]:
+            key, body, metadata, content_type = put
+            check_key(key)
+            return self._put_call(key, body, body.size, self._put_headers(metadata, content_type))
+
+        def result(resp: urllib3.HTTPResponse, put: SmallPut) -> Response:
+            out = self._response(resp, put[0])
+            out.content_length = put[1].size
+            return out
+
+        return self._many(items, call, result, concurrency)
+
+    def _many(
+        self,
+        items: Iterable[tuple[T, A]],
+        call: Callable[[A], tuple[Callable[[int], Request], ErrorFactory]],
+        result: Callable[[urllib3.HTTPResponse, A], R],
+        concurrency: int,
+    ) -> Iterator[tuple[T, R | S3FuncError]]:
+        """Send one request per item through ``send_many``; ``(tag, result or error)`` each.
+
+        ``call`` builds an item's request (a ConfigurationError refuses the item unsent);
+        ``result`` turns its response into the result (an S3FuncError it raises, such as a
+        checksum mismatch, becomes the outcome).
+        """
+        refused: list[tuple[T, R | S3FuncError]] = []
+
+        def calls() -> Iterator[Call[tuple[T, A]]]:
+            for tag, arg in items:
                 try:
-                    check_key(key)
-                    headers = self._put_headers(metadata, content_type)
+                    prepare, error = call(arg)
                 except ConfigurationError as exc:
                     refused.append((tag, exc))
                     continue
-                prepare, error = self._put_call(key, body, body.size, headers)
-                yield (tag, key, body.size), prepare, error
+                yield (tag, arg), prepare, error
 
-        for (tag, key, size), outcome in self.transport.send_many(calls(), connections=concurrency):
-            if isinstance(outcome, S3FuncError):
-                yield tag, outcome
-            else:
-                resp = self._response(outcome, key)
-                resp.content_length = size
-                yield tag, resp
-            while refused:
-                yield refused.pop()
-        yield from refused
+        def outcomes() -> Iterator[tuple[T, R | S3FuncError]]:
+            for (tag, arg), outcome in self.transport.send_many(calls(), connections=concurrency):
+                if isinstance(outcome, S3FuncError):
+                    yield tag, outcome
+                    continue
+                try:
+                    done: R | S3FuncError = result(outcome, arg)
+                except S3FuncError as exc:
+                    done = exc
+                yield tag, done
+
+        return with_rejects(outcomes(), refused)
 
     def _put_headers(
         self, metadata: Mapping[str, str] | None, content_type: str | None

@@ -601,3 +601,19 @@ def _on_threads(
         finally:
             for _, future in pending:  # abandoned early: do not start what is queued
                 future.cancel()
+
+
+def with_rejects(
+    outcomes: Iterable[tuple[T, R]], rejects: list[tuple[T, R]]
+) -> Iterator[tuple[T, R]]:
+    """``outcomes``, each followed by what ``rejects`` gathered meanwhile, then the rest.
+
+    For batches whose input generator turns some items away before sending them (a bad key,
+    an unreadable file): the refusals are reported among the outcomes, not lost.
+    """
+    for outcome in outcomes:
+        yield outcome
+        while rejects:
+            yield rejects.pop()
+    while rejects:
+        yield rejects.pop()

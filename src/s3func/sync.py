@@ -66,7 +66,7 @@ from .errors import (
     SyncError,
 )
 from .response import SHA256_METADATA
-from .session import BaseSession, SmallPut
+from .session import BaseSession, SmallPut, with_rejects
 
 if TYPE_CHECKING:
     from contextlib import AbstractContextManager
@@ -1713,7 +1713,7 @@ class S3Object:
         self, items: list[PlanItem], work: _Work, check_hash: bool, late: list[PlanItem]
     ) -> Iterator[tuple[PlanItem, Exception | None]]:
         """PUT small files from memory (many at once); checked and recorded like _upload_one."""
-        unread: list[tuple[PlanItem, Exception]] = []
+        unread: list[tuple[PlanItem, Exception | None]] = []
 
         def bodies() -> Iterator[tuple[tuple[PlanItem, _Upload], SmallPut]]:
             for item in items:
@@ -1729,19 +1729,19 @@ class S3Object:
                     continue
                 yield (item, small), (item.key, body, small.metadata, small.content_type)
 
-        sent = self._session._put_many(bodies(), concurrency=self._max_workers)
-        for (item, small), resp in sent:
-            try:
-                if isinstance(resp, Exception):
-                    raise resp
-                self._check_upload(item, work, small, resp, check_hash)
-            except Exception as exc:
-                yield item, exc
-            else:
-                yield item, None
-            while unread:
-                yield unread.pop()
-        yield from unread
+        def checked() -> Iterator[tuple[PlanItem, Exception | None]]:
+            sent = self._session._put_many(bodies(), concurrency=self._max_workers)
+            for (item, small), resp in sent:
+                try:
+                    if isinstance(resp, Exception):
+                        raise resp
+                    self._check_upload(item, work, small, resp, check_hash)
+                except Exception as exc:
+                    yield item, exc
+                else:
+                    yield item, None
+
+        return with_rejects(checked(), unread)
 
     def _download_one(
         self,

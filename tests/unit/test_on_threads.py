@@ -1,4 +1,4 @@
-"""The thread-pool fallback of the sessions' many-transfer helpers (pure logic)."""
+"""The sessions' batch helpers: thread-pool fallback, refusals among outcomes (pure logic)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from s3func import NotFoundError
-from s3func.session import _on_threads
+from s3func.session import _on_threads, with_rejects
 
 
 def test_runs_workers_at_once_and_yields_in_order() -> None:
@@ -55,3 +55,17 @@ def test_items_are_taken_lazily() -> None:
     assert len(taken) <= 4  # at most twice the workers ahead: bodies stay bounded
     many.close()
     assert len(taken) <= 4
+
+
+def test_with_rejects_reports_refusals_among_outcomes() -> None:
+    rejects: list[tuple[str, str]] = []
+
+    def outcomes() -> Iterator[tuple[str, str]]:
+        yield "a", "ok"
+        rejects.append(("x", "refused"))  # turned away while the next one was prepared
+        yield "b", "ok"
+        rejects.append(("y", "refused"))  # turned away after the last one was sent
+
+    out = list(with_rejects(outcomes(), rejects))
+    assert out == [("a", "ok"), ("b", "ok"), ("x", "refused"), ("y", "refused")]
+    assert rejects == []
